@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The one test command, for a developer and for CI alike: installs and starts what the tests need (RabbitMQ with its
+# management plugin, promtool, moto, Prometheus, the Pub/Sub emulator, Helm's library for the chart's checks),
+# checks formatting and lints, then runs every test.
+# Extra arguments go to `cargo nextest run` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/peers.sh
+
+echo "== peers"
+ensure_rabbitmq
+ensure_pubsub_emulator
+ensure_promtool
+ensure_moto
+ensure_prometheus
+ensure_chart_tools
+
+echo "== lint"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== tests"
+cargo nextest run --all-targets --locked --profile ci "$@"
+cargo test --doc --locked --quiet

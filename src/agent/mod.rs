@@ -1,0 +1,300 @@
+//! The agent loop: poll the sources, ask the policy, write the target — once per `pollInterval`, per target.
+//!
+//! Everything with side effects lives here, at the edge; the decision itself is [`crate::policy`]. The loop is
+//! generic over the target and takes its time from tokio's clock, so the simulator runs exactly this code against a
+//! simulated Deployment under a paused runtime, where an hour passes in milliseconds.
+//!
+//! A tick, in order: stand by unless this agent is the leader, read the target (a manual hold ends the tick), read
+//! every source concurrently under `readTimeout` (a timeout or an implausible value is a failed read), decide,
+//! record metrics, and write the new count if it changed (or only log it with `--dry-run`) — asking once more
+//! whether this agent still leads, because leadership can lapse while the sources are read.
+
+pub mod cluster;
+pub mod leader;
+pub mod reload;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use tokio::sync::watch;
+
+use crate::config::TargetConfig;
+use crate::metrics::TargetMetrics;
+use crate::policy::{Autoscaler, Decision};
+use crate::redact::Secrets;
+use crate::source::{ReadBacklog, Reading, Source, SourceError};
+use crate::target::{Hold, ScaleTarget, TargetError};
+use leader::Leadership;
+
+/// Monotonic time for the windows and wall time for the schedules, both from tokio's clock, so that a paused
+/// runtime moves them together.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    started: tokio::time::Instant,
+    wall_at_start: DateTime<Utc>,
+}
+
+impl Clock {
+    /// A clock whose wall time is `wall` now.
+    pub fn starting_at(wall: DateTime<Utc>) -> Clock {
+        Clock { started: tokio::time::Instant::now(), wall_at_start: wall }
+    }
+
+    /// (monotonic, wall) now.
+    pub fn now(&self) -> (std::time::Instant, DateTime<Utc>) {
+        let now = tokio::time::Instant::now();
+        let elapsed = chrono::Duration::from_std(now - self.started).unwrap_or(chrono::Duration::MAX);
+        (now.into_std(), self.wall_at_start + elapsed)
+    }
+
+    /// Time since the clock started.
+    pub fn elapsed(&self) -> Duration {
+        tokio::time::Instant::now() - self.started
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tick {
+    /// A decision was made (and written, unless it kept the count or this is a dry run).
+    Decided(Decision),
+    /// A manual hold is in force; nothing was read or written.
+    Held,
+    /// Another agent leads; nothing was read or written.
+    Standby,
+    /// The target could not be read; nothing was decided.
+    TargetUnavailable(TargetError),
+}
+
+/// How a loop behaves, beyond the target's own config.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopSettings {
+    /// The longest a source read may take.
+    pub read_timeout: Duration,
+    /// Decide and log, but never write.
+    pub dry_run: bool,
+}
+
+/// One target's loop: its sources, its decision state, its target and its metrics.
+pub struct TargetLoop<T> {
+    deployment: String,
+    autoscaler: Autoscaler,
+    sources: Vec<Source>,
+    source_names: Vec<String>,
+    failure_streaks: Vec<u32>,
+    target: T,
+    metrics: TargetMetrics,
+    settings: LoopSettings,
+    secrets: Secrets,
+    leadership: Leadership,
+    backoff: WriteBackoff,
+}
+
+/// The longest a write to the target may take, all API calls included.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spacing of writes after the target failed one: from one second, doubling up to a minute, each delay jittered
+/// between half and one and a half times, so that agents facing one recovering API server do not retry in step.
+#[derive(Debug, Default)]
+struct WriteBackoff {
+    failures: u32,
+    not_before: Option<tokio::time::Instant>,
+}
+
+impl WriteBackoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(60);
+
+    fn allows_a_write(&self) -> bool {
+        self.not_before.is_none_or(|t| tokio::time::Instant::now() >= t)
+    }
+
+    fn failed(&mut self) -> Duration {
+        use std::hash::BuildHasher;
+        self.failures = self.failures.saturating_add(1);
+        let doubled = Self::FIRST.saturating_mul(1 << self.failures.saturating_sub(1).min(16)).min(Self::LONGEST);
+        let unit = std::hash::RandomState::new().hash_one(self.failures) as f64 / u64::MAX as f64;
+        let delay = doubled.mul_f64(0.5 + unit);
+        self.not_before = Some(tokio::time::Instant::now() + delay);
+        delay
+    }
+
+    fn succeeded(&mut self) {
+        *self = WriteBackoff::default();
+    }
+}
+
+impl<T: ScaleTarget> TargetLoop<T> {
+    /// A loop for `config`, reading `sources` (in config order) and writing `target` while `leadership` holds.
+    pub fn new(
+        config: &TargetConfig,
+        sources: Vec<Source>,
+        target: T,
+        settings: LoopSettings,
+        secrets: Secrets,
+        leadership: Leadership,
+    ) -> Self {
+        let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+        TargetLoop {
+            deployment: config.deployment.clone(),
+            autoscaler: Autoscaler::new(config),
+            metrics: TargetMetrics::new(&config.deployment, &source_names),
+            failure_streaks: vec![0; sources.len()],
+            sources,
+            source_names,
+            target,
+            settings,
+            secrets,
+            leadership,
+            backoff: WriteBackoff::default(),
+        }
+    }
+
+    /// The target this loop writes.
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// Runs ticks every `poll` until `shutdown` turns true; a tick in progress finishes first.
+    pub async fn run(mut self, poll: Duration, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(poll);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = interval.tick() => {}
+            }
+            self.tick(&clock).await;
+        }
+    }
+
+    /// One poll: read, decide, write.
+    pub async fn tick(&mut self, clock: &Clock) -> Tick {
+        if !self.leadership.is_leading() {
+            return Tick::Standby;
+        }
+        let state = match self.target.read().await {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(deployment = %self.deployment, %error, "cannot read the target; skipping this poll");
+                return Tick::TargetUnavailable(error);
+            }
+        };
+        let (_, wall) = clock.now();
+        if let Some(hold) = state.hold.as_ref().filter(|h| h.is_active(wall)) {
+            match hold {
+                Hold::Until(until) => {
+                    tracing::debug!(deployment = %self.deployment, %until, "held by annotation; not scaling");
+                }
+                Hold::Unreadable(why) => {
+                    tracing::warn!(deployment = %self.deployment, "{why}; not scaling")
+                }
+            }
+            self.metrics.held(state.replicas);
+            return Tick::Held;
+        }
+
+        let readings = self.read_sources().await;
+        let (now, wall) = clock.now();
+        let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
+        self.metrics.decision(&decision, &readings);
+        self.apply(&decision, now).await;
+        Tick::Decided(decision)
+    }
+
+    async fn read_sources(&mut self) -> Vec<Option<Reading>> {
+        let timeout = self.settings.read_timeout;
+        let results = join_all(self.sources.iter().map(|source| async move {
+            let started = tokio::time::Instant::now();
+            let result = match tokio::time::timeout(timeout, source.read()).await {
+                Ok(result) => result.and_then(Reading::checked),
+                Err(_) => Err(SourceError::Timeout(timeout)),
+            };
+            (started.elapsed(), result)
+        }))
+        .await;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, (took, result))| {
+                self.metrics.read(i, took, &result);
+                self.note_source_health(i, &result);
+                result.ok()
+            })
+            .collect()
+    }
+
+    /// Logs a failing source on its first failure and every tenth after, and its recovery, to keep logs readable.
+    fn note_source_health(&mut self, index: usize, result: &Result<Reading, SourceError>) {
+        let source = &self.source_names[index];
+        let streak = &mut self.failure_streaks[index];
+        match result {
+            Ok(_) if *streak > 0 => {
+                tracing::info!(deployment = %self.deployment, %source, failed_reads = *streak, "source recovered");
+                *streak = 0;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                *streak += 1;
+                if *streak == 1 || streak.is_multiple_of(10) {
+                    let error = self.secrets.scrub(&error.to_string());
+                    tracing::warn!(
+                        deployment = %self.deployment, %source, kind = error_kind(result), failed_reads = *streak,
+                        %error, "source read failed; holding the replica count"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, decision: &Decision, now: std::time::Instant) {
+        let (from, to) = (decision.current, decision.desired);
+        let reason = self.secrets.scrub(&decision.reason.to_string());
+        if from == to {
+            tracing::debug!(deployment = %self.deployment, replicas = to, %reason, "no change");
+            return;
+        }
+        if self.settings.dry_run {
+            tracing::info!(deployment = %self.deployment, from, to, %reason, "would scale (dry run)");
+            return;
+        }
+        if !self.leadership.is_leading() {
+            tracing::info!(deployment = %self.deployment, from, to, "leadership lapsed before the write; not scaling");
+            return;
+        }
+        if !self.backoff.allows_a_write() {
+            tracing::debug!(deployment = %self.deployment, from, to, "backing off after a failed write");
+            return;
+        }
+        let written = match tokio::time::timeout(WRITE_TIMEOUT, self.target.write(from, to, &reason)).await {
+            Ok(result) => result,
+            Err(_) => Err(TargetError::Unreachable(format!("no answer within {}s", WRITE_TIMEOUT.as_secs()))),
+        };
+        match written {
+            Ok(()) => {
+                self.backoff.succeeded();
+                self.autoscaler.record_scale(now, from, to);
+                self.metrics.scaled(from, to);
+                tracing::info!(deployment = %self.deployment, from, to, %reason, "scaled");
+            }
+            // Not a fault: someone else moved the count; decide again from the new one next poll.
+            Err(error @ TargetError::Changed { .. }) => {
+                tracing::info!(deployment = %self.deployment, from, to, %error, "not scaled");
+            }
+            Err(error) => {
+                self.metrics.write_failed();
+                let retry_in = self.backoff.failed();
+                tracing::warn!(
+                    deployment = %self.deployment, from, to, %error, retry_in = ?retry_in,
+                    "could not write the replica count"
+                );
+            }
+        }
+    }
+}
+
+fn error_kind(result: &Result<Reading, SourceError>) -> &'static str {
+    result.as_ref().err().map_or("", SourceError::kind)
+}

@@ -1,0 +1,796 @@
+//! The YAML contract: typed with serde, expanded from the environment, validated with messages a human can act on.
+//!
+//! A wrong config must be caught before the agent touches a cluster, and the message must say where and what to do:
+//! `queue-scaler.yaml:7: targets[0].minReplicas: minReplicas (5) is above maxReplicas (3); lower minReplicas or raise
+//! maxReplicas`. Loading therefore runs in stages, each of which reports every problem it finds with a path:
+//!
+//! 1. parse the YAML into a tree (syntax errors carry serde_norway's line),
+//! 2. expand `${NAME}` references from the environment (so secrets never sit in the file),
+//! 3. deserialize into the typed [`Config`] (unknown fields are errors, with a "did you mean"),
+//! 4. validate the rules types cannot express ([`Config::problems`]),
+//!
+//! and finally every path is turned into a line number by walking the YAML's events ([`LineIndex`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+use crate::policy::behavior::Behavior;
+use crate::policy::burst::BurstConfig;
+use crate::policy::latency::LatencyTarget;
+use crate::policy::scale_down_policy::ScaleDownPolicy;
+use crate::policy::schedule::Schedule;
+use crate::redact::Secrets;
+use crate::source::{SourceKind, SourceSpec};
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Where the Deployments live. Default: `POD_NAMESPACE`, else the kubeconfig context's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// How often every target's sources are read and a decision is made.
+    #[serde(default = "defaults::poll_interval", with = "duration")]
+    pub poll_interval: Duration,
+    /// The longest one source read may take before it counts as failed.
+    #[serde(default = "defaults::read_timeout", with = "duration")]
+    pub read_timeout: Duration,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Several agents (sidecars, or replicas for availability) elect one leader through a Lease.
+    #[serde(default)]
+    pub leader_election: LeaderElectionConfig,
+    /// The Deployments to scale, each with its sources and rules.
+    pub targets: Vec<TargetConfig>,
+    /// Every value that came from the environment or a URL password: scrubbed from anything shown.
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+/// `metrics:` — where `/metrics`, `/healthz` and `/readyz` are served.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port`, e.g. `0.0.0.0:9095`.
+    #[serde(default = "defaults::metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: defaults::metrics_listen() }
+    }
+}
+
+impl MetricsConfig {
+    /// The listen address; [`Config::problems`] has already checked it parses.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// `leaderElection:` — one acting agent among several.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// On or off; default: on when running inside a cluster (`KUBERNETES_SERVICE_HOST` is set).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The Lease's name, in the agent's namespace.
+    #[serde(default = "defaults::lease_name")]
+    pub lease_name: String,
+    /// How long a silent leader keeps the Lease; a standby takes over after that.
+    #[serde(default = "defaults::lease_duration", with = "duration")]
+    pub lease_duration: Duration,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: None,
+            lease_name: defaults::lease_name(),
+            lease_duration: defaults::lease_duration(),
+        }
+    }
+}
+
+/// One Deployment and how to scale it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetConfig {
+    /// The Deployment's name, in the agent's namespace.
+    pub deployment: String,
+    /// Never fewer replicas than this; 0 allows scale to zero.
+    #[serde(default = "defaults::min_replicas")]
+    pub min_replicas: u32,
+    /// Never more replicas than this.
+    pub max_replicas: u32,
+    /// With `minReplicas: 0`: the target wakes from zero when a source's backlog is above this, and goes back to zero
+    /// when every source is at or below it (KEDA's `activationThreshold`).
+    #[serde(default)]
+    pub activation: f64,
+    /// Where the backlog comes from; the target follows the source that asks for the most replicas.
+    pub sources: Vec<SourceSpec>,
+    /// HPA v2 `behavior`: stabilization windows and rate policies, with Kubernetes' defaults.
+    #[serde(default)]
+    pub behavior: Behavior,
+    /// Raised floors at known times.
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+    /// What to do when sources keep failing. Without it the count is held.
+    #[serde(default)]
+    pub fallback: Option<Fallback>,
+    /// Latency-target mode: replicas by Little's law so that jobs wait at most `maxWait`, instead of by
+    /// `backlogPerWorker`.
+    #[serde(default)]
+    pub latency_target: Option<LatencyTarget>,
+    /// Bursts: scale up at once and never down while the backlog outgrows the replicas.
+    #[serde(default)]
+    pub burst: BurstConfig,
+    /// How scale-down goes: how long surplus replicas are kept, and that busy ones stay; on by default with
+    /// `latencyTarget`.
+    #[serde(default)]
+    pub scale_down_policy: Option<ScaleDownPolicy>,
+    /// Which pods a scale-down removes.
+    #[serde(default)]
+    pub scale_down: ScaleDownConfig,
+}
+
+/// `scaleDown:` — choosing which pods go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleDownConfig {
+    /// Before lowering replicas, ask each worker pod how many jobs it holds (the drain library's `/status`) and
+    /// set `controller.kubernetes.io/pod-deletion-cost` so idle pods go first.
+    #[serde(default)]
+    pub idle_first: bool,
+    /// The port of the workers' drain endpoint.
+    #[serde(default = "defaults::worker_metrics_port")]
+    pub worker_metrics_port: u16,
+}
+
+impl Default for ScaleDownConfig {
+    fn default() -> Self {
+        ScaleDownConfig { idle_first: false, worker_metrics_port: defaults::worker_metrics_port() }
+    }
+}
+
+/// `fallback:` — replicas to run when sources keep failing.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fallback {
+    /// Consecutive failed reads of a source before the fallback applies.
+    #[serde(default = "defaults::failure_threshold")]
+    pub failure_threshold: u32,
+    /// The replica count a failing source asks for. It raises the count; an error never lowers it.
+    pub replicas: u32,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn poll_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn lease_name() -> String {
+        "queue-scaler".to_owned()
+    }
+    pub fn lease_duration() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn metrics_listen() -> String {
+        "0.0.0.0:9095".to_owned()
+    }
+    pub fn min_replicas() -> u32 {
+        1
+    }
+    pub fn worker_metrics_port() -> u16 {
+        9091
+    }
+    pub fn failure_threshold() -> u32 {
+        3
+    }
+}
+
+/// Durations as humans write them: `30s`, `5m`, `1h30m`.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("must be a duration with a unit, such as `30s`, `5m` or `1h30m`"))?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim())
+            .map_err(|_| format!("`{text}` is not a duration; write it with a unit, such as `30s`, `5m` or `1h30m`"))
+    }
+}
+
+/// A problem found in the config, located by its path (`targets[0].minReplicas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field, as a path from the top of the file.
+    pub path: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { path: path.into(), message: message.into() }
+    }
+
+    /// The same problem, seen from one level up (`queue` inside `targets[0].sources[1]`).
+    pub fn under(self, parent: &str) -> Problem {
+        let path = match (parent, self.path.as_str()) {
+            ("", p) | (p, "") => p.to_owned(),
+            (parent, p) if p.starts_with('[') => format!("{parent}{p}"),
+            (parent, p) => format!("{parent}.{p}"),
+        };
+        Problem { path, ..self }
+    }
+}
+
+/// A problem with its file and line: what `check` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedProblem {
+    /// The config file as the user named it.
+    pub file: String,
+    /// 1-based line, when the path could be found in the file.
+    pub line: Option<usize>,
+    /// The problem.
+    pub problem: Problem,
+}
+
+impl fmt::Display for LocatedProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: ", self.file, line)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.problem.path.is_empty() || self.problem.path == "." {
+            write!(f, "{}", self.problem.message)
+        } else {
+            write!(f, "{}: {}", self.problem.path, self.problem.message)
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the config file: {source}")]
+    Read {
+        /// The file as the user named it.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is wrong; every problem found is listed.
+    #[error("{}", render_problems(.0))]
+    Invalid(Vec<LocatedProblem>),
+}
+
+fn render_problems(problems: &[LocatedProblem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+impl Config {
+    /// Reads, expands, parses and validates the file at `path`, with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Config::parse(&file, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates `text`; `file` names it in messages and `env` resolves `${NAME}` references.
+    pub fn parse(file: &str, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let locate = |problems: Vec<Problem>| {
+            let index = LineIndex::build(text);
+            ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|problem| LocatedProblem {
+                        file: file.to_owned(),
+                        line: index.line_of(&problem.path),
+                        problem,
+                    })
+                    .collect(),
+            )
+        };
+        let mut tree: Value = serde_norway::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let message = format!("not valid YAML: {}", strip_location(&e.to_string()));
+            ConfigError::Invalid(vec![LocatedProblem {
+                file: file.to_owned(),
+                line,
+                problem: Problem::new("", message),
+            }])
+        })?;
+        if tree.is_null() {
+            return Err(locate(vec![Problem::new("", "the file is empty; a config needs at least `targets:`")]));
+        }
+        let mut secrets = Secrets::default();
+        let missing = expand_env(&mut tree, "", &env, &mut secrets);
+        if !missing.is_empty() {
+            return Err(locate(missing));
+        }
+        let mut config: Config = serde_path_to_error::deserialize(tree)
+            .map_err(|e| locate(vec![problem_from_serde(&e.path().to_string(), &e.inner().to_string(), &secrets)]))?;
+        for target in &config.targets {
+            for source in &target.sources {
+                secrets.extend(&source.kind.secrets());
+            }
+        }
+        config.secrets = secrets;
+        let problems = config.problems();
+        if problems.is_empty() { Ok(config) } else { Err(locate(problems)) }
+    }
+
+    /// Every rule the types cannot express, with a path and a fix.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Some(ns) = &self.namespace
+            && let Some(why) = dns_label_problem(ns)
+        {
+            problems.push(Problem::new("namespace", format!("`{ns}` is not a namespace name: {why}")));
+        }
+        if self.poll_interval < Duration::from_millis(100) {
+            problems.push(Problem::new(
+                "pollInterval",
+                format!("{:?} is too short to be kind to the brokers; use at least `100ms`", self.poll_interval),
+            ));
+        }
+        if self.read_timeout.is_zero() {
+            problems.push(Problem::new("readTimeout", "must be longer than zero, e.g. `10s`"));
+        }
+        if self.metrics.listen_addr().is_none() {
+            problems.push(Problem::new(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address to listen on; write `host:port`, e.g. `0.0.0.0:9095`",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        if let Some(why) = dns_label_problem(&self.leader_election.lease_name) {
+            problems.push(Problem::new(
+                "leaderElection.leaseName",
+                format!("`{}` is not a Lease name: {why}", self.leader_election.lease_name),
+            ));
+        }
+        if self.leader_election.lease_duration < Duration::from_secs(2) {
+            problems.push(Problem::new(
+                "leaderElection.leaseDuration",
+                "must be at least `2s` (renewals happen every 2/15 of it; 15s is a good default)",
+            ));
+        }
+        if self.targets.is_empty() {
+            problems.push(Problem::new("targets", "no targets; add at least one Deployment to scale"));
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            let path = format!("targets[{i}]");
+            if let Some(first) = seen.insert(target.deployment.as_str(), i) {
+                problems.push(Problem::new(
+                    format!("{path}.deployment"),
+                    format!(
+                        "`{}` is already scaled by targets[{first}]; two targets would fight over one Deployment",
+                        target.deployment
+                    ),
+                ));
+            }
+            problems.extend(target.problems().into_iter().map(|p| p.under(&path)));
+        }
+        problems
+    }
+}
+
+impl TargetConfig {
+    /// The `scaleDownPolicy` in force: the configured one, else the default one in latency mode, else none (the
+    /// HPA's `behavior.scaleDown` alone).
+    pub fn effective_scale_down_policy(&self) -> Option<ScaleDownPolicy> {
+        self.scale_down_policy.or_else(|| self.latency_target.map(|_| ScaleDownPolicy::default()))
+    }
+
+    /// Problems with this target, relative to it.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Some(why) = dns_label_problem(&self.deployment) {
+            problems.push(Problem::new("deployment", format!("`{}` is not a Deployment name: {why}", self.deployment)));
+        }
+        if self.max_replicas == 0 {
+            problems.push(Problem::new(
+                "maxReplicas",
+                "must be at least 1; to stop a Deployment, use `queue-scaler scale --replicas 0 --hold`",
+            ));
+        }
+        if self.min_replicas > self.max_replicas {
+            problems.push(Problem::new(
+                "minReplicas",
+                format!(
+                    "minReplicas ({}) is above maxReplicas ({}); lower minReplicas or raise maxReplicas",
+                    self.min_replicas, self.max_replicas
+                ),
+            ));
+        }
+        if !(self.activation.is_finite() && self.activation >= 0.0) {
+            problems.push(Problem::new(
+                "activation",
+                format!("{} is not a backlog; use 0 or a positive number of messages", self.activation),
+            ));
+        }
+        if self.sources.is_empty() {
+            problems.push(Problem::new("sources", "no sources; add at least one queue to read the backlog from"));
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let path = format!("sources[{i}]");
+            if let Some(first) = names.insert(source.name.as_str(), i) {
+                problems.push(Problem::new(
+                    format!("{path}.name"),
+                    format!(
+                        "`{}` is also the name of sources[{first}]; give one of them a distinct `name:`",
+                        source.name
+                    ),
+                ));
+            }
+            if !(source.backlog_per_worker.is_finite() && source.backlog_per_worker > 0.0) {
+                problems.push(Problem::new(
+                    format!("{path}.backlogPerWorker"),
+                    format!(
+                        "{} cannot divide a backlog; use a positive number of messages per worker",
+                        source.backlog_per_worker
+                    ),
+                ));
+            }
+            problems.extend(source.kind.problems().into_iter().map(|p| p.under(&path)));
+        }
+        problems.extend(self.behavior.problems().into_iter().map(|p| p.under("behavior")));
+        for (i, schedule) in self.schedules.iter().enumerate() {
+            let path = format!("schedules[{i}]");
+            problems.extend(schedule.problems().into_iter().map(|p| p.under(&path)));
+            if schedule.min_replicas > self.max_replicas {
+                problems.push(Problem::new(
+                    format!("{path}.minReplicas"),
+                    format!(
+                        "the schedule's minReplicas ({}) is above maxReplicas ({}); lower it or raise maxReplicas",
+                        schedule.min_replicas, self.max_replicas
+                    ),
+                ));
+            }
+        }
+        if self.scale_down.worker_metrics_port == 0 {
+            problems.push(Problem::new(
+                "scaleDown.workerMetricsPort",
+                "must be the port the workers serve the drain endpoint on (WORKER_METRICS_ADDR), e.g. 9091",
+            ));
+        }
+        if let Some(latency) = &self.latency_target {
+            problems.extend(latency.problems().into_iter().map(|p| p.under("latencyTarget")));
+            for (i, source) in self.sources.iter().enumerate() {
+                if matches!(&source.kind, SourceKind::RabbitMq(c) if c.exclude_unacknowledged) {
+                    problems.push(Problem::new(
+                        format!("sources[{i}].excludeUnacknowledged"),
+                        "latencyTarget needs in-flight messages counted in the backlog to tell them from waiting \
+                         ones; remove excludeUnacknowledged",
+                    ));
+                }
+            }
+        }
+        problems.extend(self.burst.problems().into_iter().map(|p| p.under("burst")));
+        if let Some(policy) = &self.scale_down_policy {
+            problems.extend(policy.problems().into_iter().map(|p| p.under("scaleDownPolicy")));
+            if self.behavior.scale_down.as_ref().is_some_and(|r| r.stabilization_window_seconds.is_some()) {
+                problems.push(Problem::new(
+                    "scaleDownPolicy.delay",
+                    "is the scale-down stabilization window; remove it or \
+                     behavior.scaleDown.stabilizationWindowSeconds",
+                ));
+            }
+        }
+        if let Some(fallback) = &self.fallback {
+            if fallback.failure_threshold == 0 {
+                problems.push(Problem::new(
+                    "fallback.failureThreshold",
+                    "must be at least 1 (the number of failed reads in a row before the fallback applies)",
+                ));
+            }
+            if fallback.replicas == 0 || fallback.replicas > self.max_replicas {
+                problems.push(Problem::new(
+                    "fallback.replicas",
+                    format!(
+                        "{} is outside 1..={} (maxReplicas); an outage must never scale to zero",
+                        fallback.replicas, self.max_replicas
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Why `name` is not a valid Kubernetes object name (RFC 1123 label), if it is not.
+pub(crate) fn dns_label_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 63 {
+        Some("it is longer than 63 characters")
+    } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        Some("use only lowercase letters, digits and '-'")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("it must start and end with a letter or digit")
+    } else {
+        None
+    }
+}
+
+/// Marks an error raised inside a nested deserializer with the path below the point where serde lost track of it.
+///
+/// `serde_path_to_error` follows the typed structs, but a source's settings are deserialized in a second step (the
+/// `type:` decides which struct), so its field path travels inside the message and is unpacked here.
+pub(crate) fn nested_error(sub_path: &str, message: &str) -> String {
+    format!("{NESTED}{sub_path}{NESTED}{message}")
+}
+
+const NESTED: char = '\u{1f}';
+
+fn split_nested(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix(NESTED)?;
+    rest.split_once(NESTED)
+}
+
+/// Turns a serde error at `path` into a [`Problem`] with a suggestion, scrubbing any expanded secret from it.
+fn problem_from_serde(path: &str, message: &str, secrets: &Secrets) -> Problem {
+    let (path, message) = match split_nested(message) {
+        Some((sub, inner)) => (Problem::new(sub, "").under(path).path, inner.to_owned()),
+        None => (path.to_owned(), message.to_owned()),
+    };
+    let path = if path == "." { String::new() } else { path };
+    let message = strip_location(&message);
+    if let Some(field) = between(&message, "unknown field `", "`") {
+        let expected = message.split_once("expected").map(|(_, list)| backticked(list)).unwrap_or_default();
+        let hint = match closest(field, &expected) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if expected.is_empty() => "remove it".to_owned(),
+            None => {
+                format!("expected one of {}", expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "))
+            }
+        };
+        // serde_path_to_error already ends the path with the unknown field.
+        return Problem::new(path, format!("unknown field; {hint}"));
+    }
+    if let Some(field) = between(&message, "missing field `", "`") {
+        return Problem::new(Problem::new(field, "").under(&path).path, "missing; this field is required");
+    }
+    Problem::new(path, secrets.scrub(&message))
+}
+
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// The expected name closest to `field` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|e| (edit_distance(&field.to_lowercase(), &e.to_lowercase()), *e))
+        .filter(|(d, e)| *d <= 2.max(e.len() / 4) || field.starts_with(*e) || e.starts_with(field))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Replaces `${NAME}` in every string value (never in keys) and returns the references that could not be resolved.
+/// `$${` writes a literal `${`. Resolved values are remembered as secrets.
+fn expand_env(
+    value: &mut Value,
+    path: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    secrets: &mut Secrets,
+) -> Vec<Problem> {
+    match value {
+        Value::String(text) if text.contains("${") => match expand_str(text, env, secrets) {
+            Ok(expanded) => {
+                *text = expanded;
+                Vec::new()
+            }
+            Err(name) => vec![Problem::new(
+                path,
+                format!(
+                    "environment variable `{name}` is not set; set it (e.g. from a Secret) or remove `${{{name}}}`"
+                ),
+            )],
+        },
+        Value::Sequence(items) => items
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, item)| expand_env(item, &format!("{path}[{i}]"), env, secrets))
+            .collect(),
+        Value::Mapping(map) => map
+            .iter_mut()
+            .flat_map(|(key, item)| {
+                let key = key.as_str().unwrap_or("?");
+                let child = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+                expand_env(item, &child, env, secrets)
+            })
+            .collect(),
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env, secrets),
+        _ => Vec::new(),
+    }
+}
+
+fn expand_str(text: &str, env: &impl Fn(&str) -> Option<String>, secrets: &mut Secrets) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = escaped;
+        } else if let Some(reference) = after.strip_prefix('{') {
+            let Some(end) = reference.find('}') else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let name = &reference[..end];
+            let value = env(name).ok_or_else(|| name.to_owned())?;
+            secrets.add(value.clone());
+            out.push_str(&value);
+            rest = &reference[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Where each path (`targets[0].sources[1].queue`) starts in the YAML text.
+pub struct LineIndex {
+    lines: BTreeMap<String, usize>,
+}
+
+impl LineIndex {
+    /// Walks the YAML's events once; a file that does not parse gives an empty index.
+    pub fn build(text: &str) -> LineIndex {
+        let mut walker = PathWalker::default();
+        let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+        // Best effort: on a syntax error the lines seen so far are kept, which is all a message needs.
+        let _ = parser.load(&mut walker, false);
+        LineIndex { lines: walker.lines }
+    }
+
+    /// The line of `path`, or of its nearest ancestor that is in the file.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        let mut path = path.to_owned();
+        loop {
+            if let Some(line) = self.lines.get(&path) {
+                return Some(*line);
+            }
+            let cut = path.rfind(['.', '['])?;
+            path.truncate(cut);
+        }
+    }
+}
+
+#[derive(Default)]
+struct PathWalker {
+    stack: Vec<Frame>,
+    lines: BTreeMap<String, usize>,
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
+}
+
+impl PathWalker {
+    /// The path of the value that starts now, advancing the parent's key/index bookkeeping. `None` for a map key.
+    fn value_path(&mut self, scalar: Option<&str>) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                Some(p)
+            }
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => Some(if path.is_empty() { k } else { format!("{path}.{k}") }),
+                None => {
+                    *key = Some(scalar.unwrap_or("?").to_owned());
+                    None
+                }
+            },
+        }
+    }
+
+    fn key_path(&self) -> Option<String> {
+        match self.stack.last() {
+            Some(Frame::Map { path, key: Some(k) }) => {
+                Some(if path.is_empty() { k.clone() } else { format!("{path}.{k}") })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for PathWalker {
+    fn on_event(&mut self, event: yaml_rust2::parser::Event, mark: yaml_rust2::scanner::Marker) {
+        use yaml_rust2::parser::Event;
+        match event {
+            Event::Scalar(text, ..) => {
+                if let Some(path) = self.value_path(Some(&text)).or_else(|| self.key_path()) {
+                    self.lines.entry(path).or_insert(mark.line());
+                }
+            }
+            Event::Alias(_) => {
+                self.value_path(None);
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let path = self.value_path(None).unwrap_or_default();
+                self.lines.entry(path.clone()).or_insert(mark.line());
+                self.stack.push(match event {
+                    Event::MappingStart(..) => Frame::Map { path, key: None },
+                    _ => Frame::Seq { path, next: 0 },
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! Every validation rule, with the exact message a user sees.
+
+use super::*;
+
+const GOOD: &str = "\
+namespace: video
+pollInterval: 2s
+metrics:
+  listen: 127.0.0.1:9095
+targets:
+  - deployment: transcoding-worker
+    minReplicas: 0
+    maxReplicas: 20
+    sources:
+      - type: rabbitmq
+        url: amqp://app:${RABBITMQ_PASSWORD}@rabbitmq:5672/%2f
+        queue: videos
+        backlogPerWorker: 5
+";
+
+fn env(name: &str) -> Option<String> {
+    (name == "RABBITMQ_PASSWORD").then(|| "hunter2".to_owned())
+}
+
+fn errors(text: &str) -> String {
+    Config::parse("qs.yaml", text, env).expect_err("config should be rejected").to_string()
+}
+
+/// `GOOD` with one line replaced.
+fn with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+#[test]
+fn parses_the_good_config_with_defaults() {
+    let config = Config::parse("qs.yaml", GOOD, env).expect("valid");
+    assert_eq!(config.namespace.as_deref(), Some("video"));
+    assert_eq!(config.poll_interval, Duration::from_secs(2));
+    assert_eq!(config.read_timeout, Duration::from_secs(10));
+    let target = &config.targets[0];
+    assert_eq!((target.min_replicas, target.max_replicas), (0, 20));
+    assert_eq!(target.sources[0].name, "rabbitmq/videos");
+    assert_eq!(target.sources[0].backlog_per_worker, 5.0);
+    assert_eq!(target.behavior.down().window, Duration::from_secs(300));
+    let crate::source::SourceKind::RabbitMq(rabbit) = &target.sources[0].kind else {
+        panic!("the first source is RabbitMQ: {:?}", target.sources[0].kind);
+    };
+    assert_eq!(rabbit.url, "amqp://app:hunter2@rabbitmq:5672/%2f");
+    assert_eq!(config.secrets.scrub("pw hunter2"), "pw ***");
+}
+
+#[test]
+fn min_above_max_names_line_field_and_fix() {
+    assert_eq!(
+        errors(&with("minReplicas: 0", "minReplicas: 5").replace("maxReplicas: 20", "maxReplicas: 3")),
+        "qs.yaml:7: targets[0].minReplicas: minReplicas (5) is above maxReplicas (3); lower minReplicas or raise maxReplicas"
+    );
+}
+
+#[test]
+fn unknown_fields_suggest_the_closest_name() {
+    assert_eq!(
+        errors(&with("maxReplicas: 20", "maxReplica: 20")),
+        "qs.yaml:8: targets[0].maxReplica: unknown field; did you mean `maxReplicas`?"
+    );
+    assert_eq!(
+        errors(&with("queue: videos", "queueName: videos")),
+        "qs.yaml:12: targets[0].sources[0].queueName: unknown field; did you mean `queue`?"
+    );
+    assert_eq!(
+        errors(&with("pollInterval: 2s", "pollIntervall: 2s")),
+        "qs.yaml:2: pollIntervall: unknown field; did you mean `pollInterval`?"
+    );
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    assert_eq!(
+        errors(&with("    maxReplicas: 20\n", "")),
+        "qs.yaml:6: targets[0].maxReplicas: missing; this field is required"
+    );
+    assert!(errors(&with("        backlogPerWorker: 5\n", "")).starts_with(
+        "qs.yaml:10: targets[0].sources[0].backlogPerWorker: missing; set how many waiting messages one worker should carry"
+    ));
+}
+
+#[test]
+fn unsupported_and_unknown_source_types_say_so() {
+    let message = errors(&with("type: rabbitmq", "type: kafka"));
+    assert!(
+        message.starts_with("qs.yaml:10: targets[0].sources[0].type: source type `kafka` is not supported yet"),
+        "{message}"
+    );
+    let message = errors(&with("type: rabbitmq", "type: nats"));
+    assert!(message.starts_with("qs.yaml:10: targets[0].sources[0].type: unknown source type `nats`"), "{message}");
+}
+
+#[test]
+fn missing_environment_variables_are_named_without_values() {
+    let message = Config::parse("qs.yaml", GOOD, |_| None).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "qs.yaml:11: targets[0].sources[0].url: environment variable `RABBITMQ_PASSWORD` is not set; set it (e.g. from a Secret) or remove `${RABBITMQ_PASSWORD}`"
+    );
+}
+
+#[test]
+fn wrong_types_and_durations_are_explained() {
+    assert_eq!(
+        errors(&with("pollInterval: 2s", "pollInterval: soon")),
+        "qs.yaml:2: pollInterval: `soon` is not a duration; write it with a unit, such as `30s`, `5m` or `1h30m`"
+    );
+    let message = errors(&with("maxReplicas: 20", "maxReplicas: lots"));
+    assert!(message.starts_with("qs.yaml:8: targets[0].maxReplicas: invalid type: string \"lots\""), "{message}");
+}
+
+#[test]
+fn a_secret_in_a_misplaced_field_is_scrubbed_from_the_message() {
+    let message = errors(&with("maxReplicas: 20", "maxReplicas: ${RABBITMQ_PASSWORD}"));
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(message.contains("targets[0].maxReplicas"), "{message}");
+}
+
+#[test]
+fn reports_every_semantic_problem_at_once() {
+    let text = with("maxReplicas: 20", "maxReplicas: 0")
+        .replace("backlogPerWorker: 5", "backlogPerWorker: 0")
+        .replace("deployment: transcoding-worker", "deployment: Transcoding_Worker")
+        .replace("url: amqp://app", "url: http://app")
+        .replace("listen: 127.0.0.1:9095", "listen: nine");
+    let message = errors(&text);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 5, "{message}");
+    assert!(lines[0].starts_with("qs.yaml:4: metrics.listen: `nine` is not an address"), "{message}");
+    assert!(
+        lines[1].starts_with("qs.yaml:6: targets[0].deployment: `Transcoding_Worker` is not a Deployment name"),
+        "{message}"
+    );
+    assert!(lines[2].starts_with("qs.yaml:8: targets[0].maxReplicas: must be at least 1"), "{message}");
+    assert!(
+        lines[3].starts_with("qs.yaml:13: targets[0].sources[0].backlogPerWorker: 0 cannot divide a backlog"),
+        "{message}"
+    );
+    assert!(
+        lines[4].starts_with(
+            "qs.yaml:11: targets[0].sources[0].url: `http://app:***@rabbitmq:5672/%2f` is not an AMQP URL"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicate_targets_and_source_names_are_rejected() {
+    let two = format!(
+        "{GOOD}  - deployment: transcoding-worker\n    maxReplicas: 2\n    sources: [{{type: rabbitmq, url: 'amqp://h', queue: a, backlogPerWorker: 1}}, {{type: rabbitmq, url: 'amqp://h', queue: a, backlogPerWorker: 1}}]\n"
+    );
+    let message = errors(&two);
+    assert!(
+        message.contains("qs.yaml:14: targets[1].deployment: `transcoding-worker` is already scaled by targets[0]"),
+        "{message}"
+    );
+    assert!(message.contains("targets[1].sources[1].name: `rabbitmq/a` is also the name of sources[0]"), "{message}");
+}
+
+#[test]
+fn syntax_errors_carry_the_line() {
+    let message = errors("targets:\n  - deployment: a\n   maxReplicas: 1\n");
+    assert!(message.starts_with("qs.yaml:3: not valid YAML"), "{message}");
+}
+
+#[test]
+fn empty_files_and_empty_targets_are_explained() {
+    assert_eq!(errors(""), "qs.yaml: the file is empty; a config needs at least `targets:`");
+    assert_eq!(errors("targets: []\n"), "qs.yaml:1: targets: no targets; add at least one Deployment to scale");
+}
+
+#[test]
+fn dollar_escapes_and_plain_dollars_survive() {
+    let mut secrets = Secrets::default();
+    let out = expand_str("a$${literal} $5 ${X}", &|_| Some("v".into()), &mut secrets).expect("expands");
+    assert_eq!(out, "a${literal} $5 v");
+}
+
+#[test]
+fn line_index_finds_nested_paths_in_flow_and_block_style() {
+    let index = LineIndex::build("a: 1\nb:\n  - x: {y: 2,\n      z: 3}\n  - q\n");
+    assert_eq!(index.line_of("a"), Some(1));
+    assert_eq!(index.line_of("b[0].x.z"), Some(4));
+    assert_eq!(index.line_of("b[1]"), Some(5));
+    assert_eq!(index.line_of("b[0].nope"), Some(3));
+}
+
+#[test]
+fn latency_target_and_its_companions_parse_with_defaults() {
+    let text = with("    sources:\n", "    latencyTarget: { maxWait: 2m, concurrency: 2 }\n    sources:\n");
+    let config = Config::parse("qs.yaml", &text, env).expect("valid");
+    let target = &config.targets[0];
+    let latency = target.latency_target.expect("latency mode");
+    assert_eq!((latency.max_wait, latency.job_duration, latency.concurrency), (Duration::from_secs(120), None, 2));
+    assert_eq!(target.burst, crate::policy::burst::BurstConfig::default());
+    // Latency mode brings the default scale-down policy; backlog mode has none unless configured.
+    assert_eq!(
+        target.effective_scale_down_policy(),
+        Some(crate::policy::scale_down_policy::ScaleDownPolicy::default())
+    );
+    let plain = Config::parse("qs.yaml", GOOD, env).expect("valid");
+    assert_eq!(plain.targets[0].effective_scale_down_policy(), None);
+}
+
+#[test]
+fn latency_target_problems_name_line_and_field() {
+    let text = with("    sources:\n", "    latencyTarget: { maxWait: 0s, jobDuration: 0s }\n    sources:\n");
+    assert_eq!(
+        errors(&text),
+        "qs.yaml:9: targets[0].latencyTarget.maxWait: must be longer than zero: no number of replicas makes every \
+         job start at once\nqs.yaml:9: targets[0].latencyTarget.jobDuration: must be longer than zero; omit it to \
+         learn it from the sources' arrival rate and in-flight count"
+    );
+    let text = with("    sources:\n", "    latencyTarget: { maxWait: 1m }\n    sources:\n")
+        .replace("        backlogPerWorker: 5\n", "        backlogPerWorker: 5\n        managementUrl: http://rabbitmq:15672\n        excludeUnacknowledged: true\n");
+    assert!(
+        errors(&text).contains("targets[0].sources[0].excludeUnacknowledged: latencyTarget needs in-flight messages"),
+        "{}",
+        errors(&text)
+    );
+}
+
+#[test]
+fn scale_down_policy_and_an_explicit_window_cannot_both_be_set() {
+    let text = with(
+        "    sources:\n",
+        "    scaleDownPolicy: { delay: 20s }\n    behavior: { scaleDown: { stabilizationWindowSeconds: 60 } }\n    sources:\n",
+    );
+    assert_eq!(
+        errors(&text),
+        "qs.yaml:9: targets[0].scaleDownPolicy.delay: is the scale-down stabilization window; remove it or \
+         behavior.scaleDown.stabilizationWindowSeconds"
+    );
+    let long = with("    sources:\n", "    scaleDownPolicy: { delay: 2h }\n    burst: { holdFor: 2h }\n    sources:\n");
+    let message = errors(&long);
+    assert!(message.contains("targets[0].burst.holdFor: is longer than an hour"), "{message}");
+    assert!(message.contains("targets[0].scaleDownPolicy.delay: is longer than an hour"), "{message}");
+}

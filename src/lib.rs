@@ -1,0 +1,42 @@
+//! queue-scaler: keep queue workers on Kubernetes at the right size, and let them leave without losing a job.
+//!
+//! The crate has two audiences.
+//!
+//! * **Platform teams** run the agent (`queue-scaler run`): it reads backlog from queues, decides a replica count
+//!   for each Deployment with the same arithmetic as the HPA (plus scale to zero, schedules and fallbacks), and
+//!   writes the Deployment's `scale` subresource. It needs only namespace-scoped RBAC.
+//! * **Worker authors** use [`drain`] (with `default-features = false, features = ["drain"]`): on SIGTERM a worker
+//!   stops taking jobs, finishes or hands back what it holds, and exits, so scale-down loses nothing.
+//!
+//! Modules, from the inside out:
+//!
+//! * [`policy`] — the decision, pure: observations and a clock in, a replica count and its reason out.
+//! * [`source`] — one file per queue, each behind the same small trait.
+//! * [`target`] — what gets scaled: a Deployment through the Kubernetes API.
+//! * [`agent`] — the loop that polls sources, asks the policy and writes the target.
+//! * [`sim`] — a simulated queue and Deployment that the same agent loop drives under a virtual clock, the
+//!   baselines it is compared with, and the scorecard.
+//! * [`replay`] — recorded observations through the same decision code, one decision and reason per tick.
+//! * [`config`] — the YAML contract, typed and validated with messages that name file, line and field.
+//! * [`metrics`] — every metric name in one place.
+
+#[cfg(feature = "agent")]
+pub mod agent;
+#[cfg(feature = "agent")]
+pub mod config;
+#[cfg(feature = "drain")]
+mod http;
+#[cfg(feature = "agent")]
+pub mod metrics;
+#[cfg(feature = "agent")]
+pub mod policy;
+#[cfg(feature = "agent")]
+pub mod redact;
+#[cfg(feature = "agent")]
+pub mod replay;
+#[cfg(feature = "agent")]
+pub mod sim;
+#[cfg(feature = "agent")]
+pub mod source;
+#[cfg(feature = "agent")]
+pub mod target;

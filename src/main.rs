@@ -1,0 +1,373 @@
+//! The `queue-scaler` command line: parses arguments, sets up logging and signals, and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use queue_scaler::agent::cluster::{self, RunOptions, StartError};
+use queue_scaler::config::{Config, ConfigError, TargetConfig};
+use queue_scaler::redact;
+use queue_scaler::replay;
+use queue_scaler::sim::baseline::Baseline;
+use queue_scaler::sim::compare::{Setup, compare};
+use queue_scaler::sim::progress::ProgressBar;
+use queue_scaler::sim::{self, run::SimulationError};
+use queue_scaler::target::deployment;
+use tokio::sync::watch;
+
+/// Scale queue workers on Kubernetes by their backlog.
+///
+/// One small agent per namespace reads backlog from RabbitMQ, Kafka, SQS, Pub/Sub or Prometheus, decides a
+/// replica count per Deployment with HPA-compatible rules (plus scale to zero, schedules and fallbacks) and writes
+/// the Deployment's scale subresource. Start with `queue-scaler simulate` to see it work without a cluster.
+#[derive(Parser)]
+#[command(version, propagate_version = true, max_term_width = 110)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log collectors in a cluster.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: poll the sources and keep every target Deployment at the right size.
+    ///
+    /// Uses the in-cluster ServiceAccount, else KUBECONFIG or ~/.kube/config. Logs go to stderr (RUST_LOG sets the
+    /// level, default info). SIGTERM or SIGINT stops it after the current poll; a second signal stops it at once.
+    Run {
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE", env = "QUEUE_SCALER_CONFIG")]
+        config: PathBuf,
+        /// Decide and log every decision, but write nothing to the cluster.
+        #[arg(long)]
+        dry_run: bool,
+        /// Poll each target once, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Validate a config file without contacting anything.
+    ///
+    /// Exits 0 when the config is valid, 2 with one line per problem (FILE:LINE: field: what is wrong, what to do).
+    Check {
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE", env = "QUEUE_SCALER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Set a Deployment's replica count by hand, optionally holding the agent off it for a while.
+    ///
+    /// With --hold the Deployment gets the annotation queue-scaler.io/hold-until; the agent leaves it alone until
+    /// then. --release removes the hold.
+    Scale {
+        /// The Deployment.
+        deployment: String,
+        /// The replica count to set.
+        #[arg(long, required_unless_present = "release")]
+        replicas: Option<u32>,
+        /// Keep the agent off this Deployment for this long (e.g. 30m, 2h).
+        #[arg(long, value_parser = parse_duration, conflicts_with = "release")]
+        hold: Option<Duration>,
+        /// Remove a hold set earlier, handing the Deployment back to the agent.
+        #[arg(long)]
+        release: bool,
+        /// The namespace (default: the kubeconfig context's).
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Run the agent against a simulated queue and Deployment, and report waits and cost.
+    ///
+    /// Without arguments it runs the built-in `transcoding` trace (a burst on top of a steady load) with the
+    /// built-in policy. Time is simulated: hours of traffic take about a second. Every source of the simulated
+    /// target reads the simulated queue (waiting plus in-flight jobs) with its own backlogPerWorker. --compare
+    /// runs baseline policies on the same jobs: hpa, keda, threshold and oracle (a clairvoyant plan).
+    Simulate(SimulateArgs),
+    /// Replay recorded observations through a config's decisions: one decision and its reason per tick.
+    ///
+    /// The observations are a CSV file with the header `time_s,source,backlog` and optionally `in_flight` and
+    /// `arrival_rate` columns; `source` is the source's index in the target's `sources` list or its name. Rows
+    /// with the same time are one tick; a source without a row in a tick counts as a failed read. Each decision
+    /// is assumed applied at once.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// A config file; its first target (or --deployment) is simulated. Default: a built-in transcoding worker.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Which target of the config to simulate.
+    #[arg(long, requires = "config")]
+    deployment: Option<String>,
+    /// A built-in trace (see --list-traces) or a CSV file with the header `arrival_s,duration_s`.
+    #[arg(long, value_name = "NAME|FILE", default_value = "transcoding")]
+    trace: String,
+    /// How long a new pod takes before it consumes.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pod_start_delay: Duration,
+    /// Jobs one pod works on at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// How long a removed pod may finish its jobs before handing them back.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    termination_grace: Duration,
+    /// Poll interval; default: the config's pollInterval.
+    #[arg(long, value_parser = parse_duration)]
+    poll_interval: Option<Duration>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also run these baselines on the same jobs: hpa, keda, threshold, oracle (comma-separated).
+    #[arg(long, value_name = "POLICIES", value_delimiter = ',')]
+    compare: Vec<Baseline>,
+    /// Draw backlog, replicas and wait over time for every policy into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// List the built-in traces and exit.
+    #[arg(long)]
+    list_traces: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The config file (YAML); its first target (or --deployment) decides.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Which target of the config to replay.
+    #[arg(long)]
+    deployment: Option<String>,
+    /// The recorded observations (CSV: time_s,source,backlog[,in_flight][,arrival_rate]).
+    #[arg(long, value_name = "FILE.csv")]
+    observations: PathBuf,
+    /// The replica count before the first tick; default: the target's minReplicas.
+    #[arg(long, value_name = "N")]
+    initial_replicas: Option<u32>,
+    /// The wall time of time_s = 0, for schedules (RFC 3339); default: a Monday, 00:00 UTC.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print one JSON object per tick instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; write e.g. 30m or 2h"))
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("`{text}` is not an RFC 3339 time; write e.g. 2026-11-23T08:00:00Z"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulator runs the agent's loop thousands of times; its per-decision logs would drown the report.
+    let default_level = if matches!(cli.command, Command::Simulate(_) | Command::Replay(_)) { "warn" } else { "info" };
+    init_logging(cli.log_format, default_level);
+    // Several client libraries link rustls; name the one crypto provider so none has to guess.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(config) => {
+                println!("{}: ok ({} target(s))", config_label(&config), config.targets.len());
+                ExitCode::SUCCESS
+            }
+            Err(error) => config_failure(&error),
+        },
+        Command::Run { config: path, dry_run, once } => {
+            let config = match Config::load(&path) {
+                Ok(config) => config,
+                Err(error) => return config_failure(&error),
+            };
+            redact::remember(&config.secrets);
+            let options = RunOptions { dry_run, once, config_path: Some(path) };
+            match runtime().block_on(run(config, options)) {
+                // A config that would scale the agent's own Deployment away is a config error, found in the cluster.
+                Err(error) if matches!(error.downcast_ref(), Some(StartError::ScalesItself(_))) => {
+                    eprintln!("queue-scaler: {error:#}");
+                    ExitCode::from(2)
+                }
+                result => outcome(result),
+            }
+        }
+        Command::Simulate(args) => print_or_fail(simulate(&args)),
+        Command::Replay(args) => print_or_fail(replay(&args)),
+        Command::Scale { deployment, replicas, hold, release, namespace } => outcome(runtime().block_on(async {
+            let client = kube::Client::try_default().await.context("cannot find Kubernetes credentials")?;
+            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+            let hold_until =
+                hold.map(|h| chrono::Utc::now() + chrono::Duration::from_std(h).unwrap_or(chrono::Duration::MAX));
+            let change = deployment::ManualChange { replicas, hold_until, release };
+            deployment::change_by_hand(client, &namespace, &deployment, &change)
+                .await
+                .with_context(|| format!("cannot scale deployment {namespace}/{deployment}"))?;
+            println!("{}", change.describe(&namespace, &deployment));
+            Ok(())
+        })),
+    }
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
+    if args.list_traces {
+        return Ok(sim::BUILTIN.iter().map(|(name, about)| format!("{name:<14} {about}\n")).collect());
+    }
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => sim::run::default_config(),
+    };
+    let target = pick_target(&config, args.deployment.as_deref())?;
+    let setup = Setup {
+        trace: args.trace.clone(),
+        jobs: sim::run::load_trace(&args.trace)?,
+        target,
+        poll_interval: args.poll_interval.unwrap_or(config.poll_interval),
+        settings: sim::WorldSettings {
+            pod_start_delay_s: args.pod_start_delay.as_secs_f64(),
+            concurrency: args.concurrency,
+            termination_grace_s: args.termination_grace.as_secs_f64(),
+            initial_replicas: target.min_replicas,
+            ..sim::WorldSettings::default()
+        },
+        baselines: args.compare.clone(),
+    };
+    let mut bar = ProgressBar::on_stderr(format!("simulating {}", args.trace));
+    let comparison = compare(setup, &mut |fraction| bar.update(fraction))?;
+    bar.finish();
+    if let Some(path) = &args.plot {
+        std::fs::write(path, sim::plot::render(&args.trace, &comparison.outcomes))
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    }
+    let report = comparison.report();
+    Ok(if args.json {
+        serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"
+    } else {
+        sim::render_table(&report)
+    })
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
+    let config = Config::load(&args.config)?;
+    let target = pick_target(&config, args.deployment.as_deref())?;
+    let file = args.observations.display().to_string();
+    let text = std::fs::read_to_string(&args.observations).with_context(|| format!("cannot read {file}"))?;
+    let ticks = replay::read_observations(&text, target).with_context(|| file.clone())?;
+    let start = args.start.unwrap_or_else(sim::run::start_of_simulated_time);
+    let decisions = replay::replay(target, &ticks, args.initial_replicas.unwrap_or(target.min_replicas), start);
+    Ok(if args.json {
+        decisions.iter().map(|d| serde_json::to_string(d).expect("a decision serializes") + "\n").collect()
+    } else {
+        replay::render_lines(&decisions)
+    })
+}
+
+/// The target named by `--deployment`, else the config's first.
+fn pick_target<'a>(config: &'a Config, deployment: Option<&str>) -> Result<&'a TargetConfig, SimulationError> {
+    match deployment {
+        Some(name) => config.targets.iter().find(|t| t.deployment == name),
+        None => config.targets.first(),
+    }
+    .ok_or_else(|| SimulationError::NoSuchTarget(deployment.unwrap_or_default().to_owned()))
+}
+
+/// Prints a command's output, or its error with exit code 2 (bad input: config, trace, observations).
+fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}", describe(&error));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause shown once (a wrapped config error repeats its message).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+fn config_label(config: &Config) -> String {
+    match &config.namespace {
+        Some(ns) => format!("namespace {ns}"),
+        None => "config".to_owned(),
+    }
+}
+
+fn config_failure(error: &ConfigError) -> ExitCode {
+    eprintln!("{error}");
+    ExitCode::from(2)
+}
+
+fn outcome(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("queue-scaler: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
+}
+
+async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        stop_on_signals(stop).await;
+    });
+    cluster::run(config, options, shutdown).await?;
+    Ok(())
+}
+
+/// The first SIGTERM/SIGINT asks the loops to stop after their current poll; a second one exits at once.
+async fn stop_on_signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received; stopping after the current poll");
+    let _ = stop.send(true);
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal; exiting now");
+    std::process::exit(130);
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colours only for a person at a terminal; log collectors and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| redact::ScrubbingWriter::new(std::io::stderr()))
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,202 @@
+//! Every metric the agent exports, named and described in one place.
+//!
+//! The agent records through the `metrics` facade and renders with `metrics-exporter-prometheus`; names follow
+//! Prometheus conventions (base units, `_total` on counters) and pass `promtool check metrics`. Labels are the
+//! Deployment name, the source's name and small fixed vocabularies — never a URL, so never a credential.
+//!
+//! Handles are registered once per target and source and kept, so a poll costs a few atomic stores.
+
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::policy::{Decision, Rule};
+use crate::source::{Reading, SourceError};
+
+/// Backlog a source reported.
+pub const BACKLOG: &str = "queue_scaler_backlog";
+/// Backlog divided by the current replica count.
+pub const BACKLOG_PER_WORKER: &str = "queue_scaler_backlog_per_worker";
+/// The replica count a source asks for.
+pub const RECOMMENDED_REPLICAS: &str = "queue_scaler_recommended_replicas";
+/// Age of the newest data point a sampled source read.
+pub const SOURCE_DATA_AGE: &str = "queue_scaler_source_data_age_seconds";
+/// How long the oldest waiting message has waited.
+pub const OLDEST_MESSAGE_AGE: &str = "queue_scaler_oldest_message_age_seconds";
+/// The replica count decided.
+pub const DESIRED_REPLICAS: &str = "queue_scaler_desired_replicas";
+/// The replica count the Deployment had when the decision was made.
+pub const CURRENT_REPLICAS: &str = "queue_scaler_current_replicas";
+/// Failed source reads, by kind.
+pub const SOURCE_ERRORS: &str = "queue_scaler_source_errors_total";
+/// How long source reads take.
+pub const SOURCE_READ_DURATION: &str = "queue_scaler_source_read_duration_seconds";
+/// Replica count changes written, by direction.
+pub const SCALE_EVENTS: &str = "queue_scaler_scale_events_total";
+/// Failed writes to the target.
+pub const SCALE_WRITE_ERRORS: &str = "queue_scaler_scale_write_errors_total";
+/// 1 for the rule that had the last word in the latest decision, 0 for rules that had it before.
+pub const DECISION_INFO: &str = "queue_scaler_decision_info";
+/// 1 while a manual hold keeps the agent away from the target.
+pub const HOLD_ACTIVE: &str = "queue_scaler_hold_active";
+/// 1 while this agent is the leader.
+pub const LEADER: &str = "queue_scaler_leader";
+/// The version of the running agent, as a label.
+pub const BUILD_INFO: &str = "queue_scaler_build_info";
+
+/// Buckets for source reads: a local broker answers in a millisecond, a cloud API in a few hundred.
+const READ_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the Prometheus recorder as the process-wide one and describes every metric.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(SOURCE_READ_DURATION.to_owned()), READ_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!(BACKLOG, "Backlog the source reported at the latest poll (messages).");
+    describe_gauge!(BACKLOG_PER_WORKER, "Backlog divided by the current replica count.");
+    describe_gauge!(RECOMMENDED_REPLICAS, "Replica count the source asks for.");
+    describe_gauge!(SOURCE_DATA_AGE, metrics::Unit::Seconds, "Age of the newest data point a sampled source read.");
+    describe_gauge!(OLDEST_MESSAGE_AGE, metrics::Unit::Seconds, "How long the oldest waiting message has waited.");
+    describe_gauge!(DESIRED_REPLICAS, "Replica count decided at the latest poll.");
+    describe_gauge!(CURRENT_REPLICAS, "Replica count of the Deployment at the latest poll.");
+    describe_counter!(SOURCE_ERRORS, "Failed source reads, by kind.");
+    describe_histogram!(SOURCE_READ_DURATION, metrics::Unit::Seconds, "Duration of source reads.");
+    describe_counter!(SCALE_EVENTS, "Replica count changes written, by direction.");
+    describe_counter!(SCALE_WRITE_ERRORS, "Writes of the replica count that failed.");
+    describe_gauge!(DECISION_INFO, "1 for the rule that had the last word in the latest decision.");
+    describe_gauge!(HOLD_ACTIVE, "1 while a manual hold keeps the agent away from the Deployment.");
+    describe_gauge!(LEADER, "1 while this agent is the leader and acts, 0 while it stands by.");
+    describe_gauge!(BUILD_INFO, "The running queue-scaler version.");
+}
+
+/// Sets the leader gauge.
+pub fn set_leader(leading: bool) {
+    gauge!(LEADER).set(f64::from(u8::from(leading)));
+}
+
+/// The handles of one target.
+pub struct TargetMetrics {
+    deployment: String,
+    sources: Vec<SourceMetrics>,
+    desired: Gauge,
+    current: Gauge,
+    scale_up: Counter,
+    scale_down: Counter,
+    write_errors: Counter,
+    hold: Gauge,
+    last_rule: Option<Rule>,
+}
+
+struct SourceMetrics {
+    name: String,
+    backlog: Gauge,
+    per_worker: Gauge,
+    recommended: Gauge,
+    read_duration: Histogram,
+    data_age: Gauge,
+    oldest_message_age: Gauge,
+}
+
+impl TargetMetrics {
+    /// Registers the handles for `deployment` and its sources.
+    pub fn new(deployment: &str, source_names: &[String]) -> TargetMetrics {
+        let d = deployment.to_owned();
+        let sources = source_names
+            .iter()
+            .map(|s| SourceMetrics {
+                name: s.clone(),
+                backlog: gauge!(BACKLOG, "deployment" => d.clone(), "source" => s.clone()),
+                per_worker: gauge!(BACKLOG_PER_WORKER, "deployment" => d.clone(), "source" => s.clone()),
+                recommended: gauge!(RECOMMENDED_REPLICAS, "deployment" => d.clone(), "source" => s.clone()),
+                read_duration: histogram!(SOURCE_READ_DURATION, "deployment" => d.clone(), "source" => s.clone()),
+                data_age: gauge!(SOURCE_DATA_AGE, "deployment" => d.clone(), "source" => s.clone()),
+                oldest_message_age: gauge!(OLDEST_MESSAGE_AGE, "deployment" => d.clone(), "source" => s.clone()),
+            })
+            .collect();
+        TargetMetrics {
+            sources,
+            desired: gauge!(DESIRED_REPLICAS, "deployment" => d.clone()),
+            current: gauge!(CURRENT_REPLICAS, "deployment" => d.clone()),
+            scale_up: counter!(SCALE_EVENTS, "deployment" => d.clone(), "direction" => "up"),
+            scale_down: counter!(SCALE_EVENTS, "deployment" => d.clone(), "direction" => "down"),
+            write_errors: counter!(SCALE_WRITE_ERRORS, "deployment" => d.clone()),
+            hold: gauge!(HOLD_ACTIVE, "deployment" => d.clone()),
+            deployment: d,
+            last_rule: None,
+        }
+    }
+
+    /// Records one source read.
+    pub fn read(&self, index: usize, took: Duration, result: &Result<Reading, SourceError>) {
+        let source = &self.sources[index];
+        source.read_duration.record(took.as_secs_f64());
+        match result {
+            Ok(reading) => {
+                source.backlog.set(reading.backlog);
+                if let Some(age) = reading.data_age {
+                    source.data_age.set(age.as_secs_f64());
+                }
+                if let Some(age) = reading.oldest_message_age {
+                    source.oldest_message_age.set(age.as_secs_f64());
+                }
+            }
+            Err(error) => counter!(
+                SOURCE_ERRORS,
+                "deployment" => self.deployment.clone(),
+                "source" => source.name.clone(),
+                "kind" => error.kind()
+            )
+            .increment(1),
+        }
+    }
+
+    /// Records a decision and what the sources saw.
+    pub fn decision(&mut self, decision: &Decision, readings: &[Option<Reading>]) {
+        self.desired.set(f64::from(decision.desired));
+        self.current.set(f64::from(decision.current));
+        self.hold.set(0.0);
+        for ((source, verdict), reading) in self.sources.iter().zip(&decision.sources).zip(readings) {
+            source.recommended.set(f64::from(verdict.recommendation));
+            if let Some(reading) = reading {
+                source.per_worker.set(reading.backlog / f64::from(decision.current.max(1)));
+            }
+        }
+        let rule = decision.reason.rule;
+        if self.last_rule != Some(rule) {
+            if let Some(previous) = self.last_rule {
+                self.rule_gauge(previous).set(0.0);
+            }
+            self.rule_gauge(rule).set(1.0);
+            self.last_rule = Some(rule);
+        }
+    }
+
+    fn rule_gauge(&self, rule: Rule) -> Gauge {
+        gauge!(DECISION_INFO, "deployment" => self.deployment.clone(), "reason" => rule.code())
+    }
+
+    /// Records a change written to the target.
+    pub fn scaled(&self, from: u32, to: u32) {
+        if to > from { self.scale_up.increment(1) } else { self.scale_down.increment(1) }
+    }
+
+    /// Records a failed write.
+    pub fn write_failed(&self) {
+        self.write_errors.increment(1);
+    }
+
+    /// Records that a manual hold is in force.
+    pub fn held(&self, replicas: u32) {
+        self.hold.set(1.0);
+        self.current.set(f64::from(replicas));
+    }
+}

@@ -1,0 +1,494 @@
+//! One test per rule, then the invariants as properties.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Config, Fallback};
+
+fn target(yaml_target: &str) -> TargetConfig {
+    let text = format!("targets:\n{yaml_target}");
+    let mut config = Config::parse("test.yaml", &text, |_| None).unwrap_or_else(|e| panic!("{e}"));
+    config.targets.remove(0)
+}
+
+/// A target on one source with 10 messages per worker, default behavior unless `extra` overrides.
+fn one_source(min: u32, max: u32, extra: &str) -> TargetConfig {
+    target(&format!(
+        "- deployment: worker\n  minReplicas: {min}\n  maxReplicas: {max}\n  sources:\n    - type: rabbitmq\n      url: amqp://localhost\n      queue: jobs\n      backlogPerWorker: 10\n{extra}"
+    ))
+}
+
+fn backlog(n: f64) -> Option<Reading> {
+    Some(Reading { backlog: n, ..Reading::default() })
+}
+
+fn monday_noon() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").expect("time").with_timezone(&Utc)
+}
+
+/// Drives an autoscaler as the agent does: decide, then apply at once.
+struct Run {
+    scaler: Autoscaler,
+    t0: Instant,
+    current: u32,
+}
+
+impl Run {
+    fn new(target: &TargetConfig, current: u32) -> Run {
+        Run { scaler: Autoscaler::new(target), t0: Instant::now(), current }
+    }
+
+    fn at(&mut self, seconds: u64, readings: &[Option<Reading>]) -> Decision {
+        let now = self.t0 + Duration::from_secs(seconds);
+        let wall = monday_noon() + chrono::Duration::seconds(seconds as i64);
+        let decision = self.scaler.decide(now, wall, self.current, readings);
+        if decision.desired != self.current {
+            self.scaler.record_scale(now, self.current, decision.desired);
+            self.current = decision.desired;
+        }
+        decision
+    }
+}
+
+#[test]
+fn recommends_backlog_over_backlog_per_worker_rounded_up() {
+    let mut run = Run::new(&one_source(1, 20, ""), 4);
+    let d = run.at(0, &[backlog(61.0)]);
+    assert_eq!(d.desired, 7);
+    assert_eq!(d.reason.rule, Rule::SourceRecommendation);
+    assert!(d.reason.message.contains("rabbitmq/jobs: backlog 61 over 10 per worker → 7"), "{}", d.reason);
+}
+
+#[test]
+fn keeps_the_count_within_the_tolerance() {
+    // 4 replicas at 10 per worker is a target of 40; 43 is within 10 %.
+    let mut run = Run::new(&one_source(1, 20, ""), 4);
+    let d = run.at(0, &[backlog(43.0)]);
+    assert_eq!((d.desired, d.reason.rule), (4, Rule::WithinTolerance));
+    // 45 is 12.5 % over: scale to ceil(4.5) = 5.
+    assert_eq!(run.at(15, &[backlog(45.0)]).desired, 5);
+}
+
+#[test]
+fn default_behavior_goes_one_to_five_then_seven_as_the_hpa_does() {
+    let mut run = Run::new(&one_source(1, 20, ""), 1);
+    let d = run.at(0, &[backlog(70.0)]);
+    assert_eq!((d.desired, d.reason.rule), (5, Rule::ScaleUpLimit));
+    assert_eq!(run.at(5, &[backlog(70.0)]).desired, 5);
+    assert_eq!(run.at(10, &[backlog(70.0)]).desired, 5);
+    let d = run.at(15, &[backlog(70.0)]);
+    assert_eq!((d.desired, d.reason.rule), (7, Rule::SourceRecommendation));
+}
+
+#[test]
+fn a_generous_scale_up_policy_goes_straight_to_the_recommendation() {
+    let extra = "  behavior:\n    scaleUp:\n      policies: [{type: Pods, value: 100, periodSeconds: 15}]\n";
+    let mut run = Run::new(&one_source(1, 20, extra), 1);
+    assert_eq!(run.at(0, &[backlog(70.0)]).desired, 7);
+}
+
+#[test]
+fn scale_down_waits_for_the_stabilization_window() {
+    let extra = "  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 60\n";
+    let mut run = Run::new(&one_source(1, 20, extra), 7);
+    let d = run.at(0, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (7, Rule::ScaleDownStabilized));
+    assert_eq!(run.at(55, &[backlog(0.0)]).desired, 7);
+    let d = run.at(60, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (1, Rule::MinReplicas));
+}
+
+#[test]
+fn caps_at_max_replicas() {
+    let extra = "  behavior:\n    scaleUp:\n      policies: [{type: Pods, value: 100, periodSeconds: 15}]\n";
+    let mut run = Run::new(&one_source(1, 5, extra), 1);
+    let d = run.at(0, &[backlog(900.0)]);
+    assert_eq!((d.desired, d.reason.rule), (5, Rule::MaxReplicas));
+}
+
+#[test]
+fn a_current_count_above_max_comes_down_at_once() {
+    let mut run = Run::new(&one_source(1, 5, ""), 9);
+    let d = run.at(0, &[backlog(90.0)]);
+    assert_eq!((d.desired, d.reason.rule), (5, Rule::MaxReplicas));
+}
+
+#[test]
+fn takes_the_maximum_over_sources() {
+    let config = target(
+        "- deployment: worker\n  maxReplicas: 50\n  behavior: {scaleUp: {policies: [{type: Pods, value: 100, periodSeconds: 15}]}}\n  sources:\n    - {type: rabbitmq, url: 'amqp://h', queue: a, backlogPerWorker: 10}\n    - {type: rabbitmq, url: 'amqp://h', queue: b, backlogPerWorker: 5}\n",
+    );
+    let mut run = Run::new(&config, 1);
+    let d = run.at(0, &[backlog(30.0), backlog(40.0)]);
+    assert_eq!(d.desired, 8);
+    assert!(d.reason.message.starts_with("rabbitmq/b"), "{}", d.reason);
+    assert_eq!(d.sources.iter().map(|s| s.recommendation).collect::<Vec<_>>(), [3, 8]);
+}
+
+#[test]
+fn respects_the_source_replica_cap() {
+    let mut run = Run::new(&one_source(1, 50, ""), 4);
+    let d = run.at(0, &[Some(Reading { backlog: 1000.0, replica_cap: Some(6), ..Reading::default() })]);
+    assert_eq!((d.desired, d.reason.rule), (6, Rule::ReplicaCap));
+}
+
+#[test]
+fn scales_to_zero_when_idle_and_wakes_above_activation() {
+    let extra = "  activation: 5\n  behavior: {scaleDown: {stabilizationWindowSeconds: 0}}\n";
+    let mut run = Run::new(&one_source(0, 10, extra), 2);
+    let d = run.at(0, &[backlog(5.0)]);
+    assert_eq!((d.desired, d.reason.rule), (0, Rule::Idle));
+    // At the threshold it stays asleep (KEDA: active when the value is *above* the threshold).
+    assert_eq!(run.at(15, &[backlog(5.0)]).desired, 0);
+    let d = run.at(30, &[backlog(6.0)]);
+    assert_eq!(d.desired, 1);
+    assert!(d.reason.message.contains("backlog 6 over 10 per worker → 1"), "{}", d.reason);
+}
+
+#[test]
+fn wakes_from_zero_even_when_the_rate_policy_would_not_move() {
+    let extra =
+        "  behavior:\n    scaleUp: {selectPolicy: Min, policies: [{type: Percent, value: 100, periodSeconds: 15}]}\n";
+    let mut run = Run::new(&one_source(0, 10, extra), 0);
+    let d = run.at(0, &[backlog(50.0)]);
+    assert_eq!((d.desired, d.reason.rule), (1, Rule::Activation));
+}
+
+#[test]
+fn holds_while_a_source_fails_and_never_scales_down_on_errors() {
+    let extra = "  behavior: {scaleDown: {stabilizationWindowSeconds: 0}}\n";
+    let mut run = Run::new(&one_source(0, 10, extra), 6);
+    for t in 0..10 {
+        let d = run.at(t * 15, &[None]);
+        assert_eq!((d.desired, d.reason.rule), (6, Rule::SourceFailing), "tick {t}");
+    }
+    // Recovered: the next decision is a normal one.
+    assert_eq!(run.at(200, &[backlog(0.0)]).desired, 0);
+}
+
+#[test]
+fn a_failing_source_blocks_scale_down_asked_by_another() {
+    let config = target(
+        "- deployment: worker\n  maxReplicas: 50\n  behavior: {scaleDown: {stabilizationWindowSeconds: 0}}\n  sources:\n    - {type: rabbitmq, url: 'amqp://h', queue: a, backlogPerWorker: 10}\n    - {type: rabbitmq, url: 'amqp://h', queue: b, backlogPerWorker: 10}\n",
+    );
+    let mut run = Run::new(&config, 5);
+    let d = run.at(0, &[backlog(0.0), None]);
+    assert_eq!((d.desired, d.reason.rule), (5, Rule::SourceFailing));
+    // But scaling up on the healthy source is still allowed.
+    assert_eq!(run.at(15, &[backlog(80.0), None]).desired, 8);
+}
+
+#[test]
+fn fallback_applies_after_the_threshold_and_only_raises() {
+    let extra = "  fallback: {failureThreshold: 3, replicas: 4}\n";
+    let mut run = Run::new(&one_source(1, 10, extra), 2);
+    assert_eq!(run.at(0, &[None]).desired, 2);
+    assert_eq!(run.at(15, &[None]).desired, 2);
+    let d = run.at(30, &[None]);
+    assert_eq!((d.desired, d.reason.rule), (4, Rule::Fallback));
+    let mut above = Run::new(&one_source(1, 10, extra), 8);
+    for t in 0..4 {
+        assert_eq!(above.at(t * 15, &[None]).desired, 8);
+    }
+}
+
+#[test]
+fn a_schedule_raises_the_floor_at_once() {
+    // The run starts on Monday at 12:00 UTC.
+    let extra = "  schedules: [{cron: '0 12 * * 1', duration: 1h, minReplicas: 9}]\n";
+    let mut run = Run::new(&one_source(1, 20, extra), 1);
+    let d = run.at(0, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (9, Rule::ScheduleFloor));
+    assert!(d.reason.message.contains("0 12 * * 1"), "{}", d.reason);
+}
+
+#[test]
+fn disabled_scale_down_never_removes_replicas() {
+    let extra = "  behavior: {scaleDown: {selectPolicy: Disabled}}\n";
+    let mut run = Run::new(&one_source(1, 20, extra), 6);
+    run.at(0, &[backlog(60.0)]);
+    let d = run.at(400, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (6, Rule::ScaleDownDisabled));
+}
+
+#[test]
+fn a_restart_does_not_scale_down_before_a_full_window() {
+    let mut run = Run::new(&one_source(1, 20, ""), 10);
+    assert_eq!(run.at(0, &[backlog(0.0)]).desired, 10);
+    assert_eq!(run.at(299, &[backlog(0.0)]).desired, 10);
+    assert_eq!(run.at(300, &[backlog(0.0)]).desired, 1);
+}
+
+#[test]
+fn fallback_config_is_validated() {
+    let text = "targets:\n- deployment: w\n  maxReplicas: 3\n  fallback: {replicas: 5}\n  sources: [{type: rabbitmq, url: 'amqp://h', queue: q, backlogPerWorker: 1}]\n";
+    let err = Config::parse("f.yaml", text, |_| None).unwrap_err().to_string();
+    assert!(err.contains("f.yaml:4: targets[0].fallback.replicas: 5 is outside 1..=3"), "{err}");
+    let _ = Fallback { failure_threshold: 1, replicas: 1 };
+}
+
+// ---- invariants ----
+
+fn arbitrary_target() -> impl Strategy<Value = TargetConfig> {
+    (0u32..4, 1u32..30, 0u32..120, 0u32..3, 1u32..10, prop::bool::ANY).prop_map(
+        |(min, span, window, select, pods, with_fallback)| {
+            let select = ["Max", "Min", "Disabled"][select as usize];
+            let fallback =
+                if with_fallback { format!("  fallback: {{failureThreshold: 2, replicas: {}}}\n", min + 1) } else { String::new() };
+            let extra = format!(
+                "  behavior:\n    scaleUp: {{selectPolicy: Max, policies: [{{type: Pods, value: {pods}, periodSeconds: 15}}]}}\n    scaleDown: {{stabilizationWindowSeconds: {window}, selectPolicy: {select}}}\n{fallback}"
+            );
+            one_source(min, min + span, &extra)
+        },
+    )
+}
+
+fn arbitrary_readings() -> impl Strategy<Value = Vec<Option<f64>>> {
+    prop::collection::vec(prop::option::weighted(0.85, 0.0f64..2000.0), 1..40)
+}
+
+proptest! {
+    #[test]
+    fn always_within_min_and_max(target in arbitrary_target(), readings in arbitrary_readings(), start in 0u32..40) {
+        let mut run = Run::new(&target, start);
+        for (tick, reading) in readings.iter().enumerate() {
+            let d = run.at(tick as u64 * 5, &[reading.map(|b| Reading { backlog: b, ..Reading::default() })]);
+            prop_assert!(d.desired <= target.max_replicas, "{} > max {}", d.desired, target.max_replicas);
+            prop_assert!(d.desired >= target.min_replicas, "{} < min {}", d.desired, target.min_replicas);
+        }
+    }
+
+    #[test]
+    fn never_down_while_a_source_is_failing(target in arbitrary_target(), readings in arbitrary_readings(), start in 0u32..40) {
+        let mut run = Run::new(&target, start.min(target.max_replicas));
+        for (tick, reading) in readings.iter().enumerate() {
+            let before = run.current;
+            let d = run.at(tick as u64 * 5, &[reading.map(|b| Reading { backlog: b, ..Reading::default() })]);
+            if reading.is_none() {
+                prop_assert!(d.desired >= before, "scaled down from {} to {} on an error", before, d.desired);
+            }
+        }
+    }
+
+    #[test]
+    fn no_change_inside_the_tolerance(target in arbitrary_target(), current in 1u32..30, jitter in -0.1f64..0.1) {
+        let current = current.clamp(target.min_replicas.max(1), target.max_replicas);
+        let mut run = Run::new(&target, current);
+        let usage = 10.0 * f64::from(current) * (1.0 + jitter);
+        let d = run.at(0, &[backlog(usage)]);
+        prop_assert_eq!(d.desired, current);
+    }
+
+    #[test]
+    fn scale_up_rate_is_respected(pods in 1u32..6, readings in prop::collection::vec(0.0f64..5000.0, 1..60)) {
+        let extra = format!("  behavior:\n    scaleUp: {{policies: [{{type: Pods, value: {pods}, periodSeconds: 15}}]}}\n    scaleDown: {{stabilizationWindowSeconds: 0}}\n");
+        let target = one_source(1, 1000, &extra);
+        let mut run = Run::new(&target, 1);
+        let mut changes: Vec<(u64, i64)> = Vec::new();
+        for (tick, b) in readings.iter().enumerate() {
+            let t = tick as u64 * 5;
+            let before = run.current;
+            let d = run.at(t, &[backlog(*b)]);
+            if d.desired == before {
+                continue;
+            }
+            changes.push((t, i64::from(d.desired) - i64::from(before)));
+            // The HPA's rule: at each scale-up, what was added minus what was removed within the period that ends
+            // with it never exceeds the policy.
+            let net: i64 = changes.iter().filter(|(at, _)| t - at < 15).map(|(_, c)| c).sum();
+            if d.desired > before {
+                prop_assert!(net <= i64::from(pods), "net change {} within 15s at t={}", net, t);
+            }
+        }
+    }
+}
+
+// ---- latency target, bursts, scale-down ----
+
+/// A latency-mode target on one source, with `extra` appended to the target.
+fn latency(min: u32, max: u32, latency_target: &str, extra: &str) -> TargetConfig {
+    one_source(min, max, &format!("  latencyTarget: {latency_target}\n{extra}"))
+}
+
+fn observed(backlog: f64, in_flight: f64, arrival_rate: Option<f64>) -> Option<Reading> {
+    Some(Reading { backlog, in_flight: Some(in_flight), arrival_rate, ..Reading::default() })
+}
+
+const GENEROUS_SCALE_UP: &str =
+    "  behavior:\n    scaleUp:\n      policies: [{type: Pods, value: 100, periodSeconds: 15}]\n";
+
+#[test]
+fn latency_target_counts_by_littles_law() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", GENEROUS_SCALE_UP), 1);
+    // No rate yet: 30 waiting × 10 s / 60 s = 5.
+    let d = run.at(0, &[observed(30.0, 0.0, None)]);
+    assert_eq!((d.desired, d.reason.rule), (5, Rule::LatencyTarget));
+    assert!(
+        d.reason.message.contains("(0.00/s × 10.0s + 30 waiting × 10.0s / 60s) = 5.00 replicas → 5"),
+        "{}",
+        d.reason
+    );
+    // 2/s × 10 s + 25 waiting × 10 s / 60 s = 24.17 → 25.
+    let d = run.at(5, &[observed(30.0, 5.0, Some(2.0))]);
+    assert_eq!((d.desired, d.reason.rule), (25, Rule::LatencyTarget));
+}
+
+#[test]
+fn latency_target_divides_by_concurrency() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s, concurrency: 4}", GENEROUS_SCALE_UP), 1);
+    // 60 waiting × 10 / 60 = 10 slots, 4 per replica: 2.5 → 3.
+    assert_eq!(run.at(0, &[observed(60.0, 0.0, None)]).desired, 3);
+}
+
+#[test]
+fn latency_target_uses_backlog_per_worker_until_the_job_duration_is_learned() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s}", GENEROUS_SCALE_UP), 1);
+    // No arrival rate from the source: the duration cannot be learned; 61 over 10 per worker.
+    let d = run.at(0, &[backlog(61.0)]);
+    assert_eq!((d.desired, d.reason.rule), (7, Rule::SourceRecommendation));
+    assert!(d.reason.message.contains("(latencyTarget: job duration not learned yet) → 7"), "{}", d.reason);
+    // With the publish rate and in-flight count: 8 busy at 2 jobs/s and a steady backlog is 4 s per job, so
+    // 2/s × 4 s + 22 waiting × 4 s / 60 s = 9.47 → 10.
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s}", GENEROUS_SCALE_UP), 7);
+    run.at(0, &[observed(30.0, 8.0, Some(2.0))]);
+    let d = run.at(5, &[observed(30.0, 8.0, Some(2.0))]);
+    assert_eq!((d.desired, d.reason.rule), (10, Rule::LatencyTarget));
+}
+
+#[test]
+fn a_burst_scales_up_at_once_past_the_rate_policy() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", ""), 2);
+    run.at(0, &[observed(0.0, 0.0, Some(0.0))]);
+    // 200 arrived in 5 s; the default policy would allow 6 replicas, the burst takes the 50 wanted (capped).
+    let d = run.at(5, &[observed(200.0, 2.0, Some(40.0))]);
+    assert_eq!((d.desired, d.reason.rule), (50, Rule::Burst));
+    assert!(d.reason.message.contains("limited to 6"), "{}", d.reason);
+}
+
+#[test]
+fn no_scale_down_during_a_burst_and_its_hold() {
+    let extra = "  scaleDownPolicy: {delay: 0s, keepBusy: false}\n";
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", extra), 2);
+    run.at(0, &[observed(0.0, 0.0, Some(0.0))]);
+    assert_eq!(run.at(5, &[observed(200.0, 2.0, Some(40.0))]).desired, 50);
+    // Arrivals stop at once; 60 waiting want 10, but the burst (last seen at 5, held 30 s) keeps 50.
+    for t in [10, 20, 35] {
+        let d = run.at(t, &[observed(60.0, 0.0, Some(0.0))]);
+        assert_eq!((d.desired, d.reason.rule), (50, Rule::BurstHold), "t = {t}");
+    }
+    let d = run.at(36, &[observed(60.0, 0.0, Some(0.0))]);
+    assert_eq!((d.desired, d.reason.rule), (10, Rule::LatencyTarget));
+}
+
+#[test]
+fn bursts_can_be_turned_off() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", "  burst: {enabled: false}\n"), 2);
+    run.at(0, &[observed(0.0, 0.0, Some(0.0))]);
+    let d = run.at(5, &[observed(200.0, 2.0, Some(40.0))]);
+    assert_eq!((d.desired, d.reason.rule), (6, Rule::ScaleUpLimit));
+}
+
+#[test]
+fn busy_replicas_are_not_removed() {
+    let extra = "  scaleDownPolicy: {delay: 0s}\n";
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", extra), 10);
+    // Nothing arrives or waits any more, but 7 jobs still run: 3 replicas go, 7 stay.
+    let d = run.at(0, &[observed(7.0, 7.0, Some(0.0))]);
+    assert_eq!((d.desired, d.reason.rule), (7, Rule::BusyReplicas));
+    assert!(d.reason.message.ends_with("kept at 7: 7 jobs are in flight"), "{}", d.reason);
+    let idle = "  scaleDownPolicy: {delay: 0s, keepBusy: false}\n";
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", idle), 10);
+    assert_eq!(run.at(0, &[observed(7.0, 7.0, Some(0.0))]).desired, 1);
+}
+
+#[test]
+fn latency_mode_scales_down_after_the_scale_down_policy_delay() {
+    // Default delay: 30 s instead of the HPA's 300 s.
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", ""), 8);
+    assert_eq!(run.at(0, &[observed(0.0, 0.0, Some(0.0))]).reason.rule, Rule::ScaleDownStabilized);
+    assert_eq!(run.at(29, &[observed(0.0, 0.0, Some(0.0))]).desired, 8);
+    assert_eq!(run.at(30, &[observed(0.0, 0.0, Some(0.0))]).desired, 1);
+    // An explicit behavior window wins.
+    let explicit = "  behavior: {scaleDown: {stabilizationWindowSeconds: 60}}\n";
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", explicit), 8);
+    run.at(0, &[observed(0.0, 0.0, Some(0.0))]);
+    assert_eq!(run.at(30, &[observed(0.0, 0.0, Some(0.0))]).desired, 8);
+    assert_eq!(run.at(60, &[observed(0.0, 0.0, Some(0.0))]).desired, 1);
+    // In backlog mode the policy applies only when configured.
+    let mut run = Run::new(&one_source(1, 50, "  scaleDownPolicy: {delay: 10s}\n"), 8);
+    run.at(0, &[backlog(0.0)]);
+    assert_eq!(run.at(10, &[backlog(0.0)]).desired, 1);
+}
+
+fn arbitrary_latency_target() -> impl Strategy<Value = TargetConfig> {
+    (0u32..4, 1u32..40, 5u64..300, prop::option::of(1u64..60), 1u32..4, 0u64..90).prop_map(
+        |(min, span, max_wait, job, concurrency, delay)| {
+            let job = job.map(|j| format!(", jobDuration: {j}s")).unwrap_or_default();
+            latency(
+                min,
+                min + span,
+                &format!("{{maxWait: {max_wait}s{job}, concurrency: {concurrency}}}"),
+                &format!("  scaleDownPolicy: {{delay: {delay}s}}\n"),
+            )
+        },
+    )
+}
+
+/// Readings as a queue reports them: in-flight at most the backlog, an arrival rate or not, sometimes a failure.
+fn arbitrary_observations() -> impl Strategy<Value = Vec<Option<(f64, f64, Option<f64>)>>> {
+    let reading = (0.0f64..3000.0, 0.0f64..1.0, prop::option::of(0.0f64..100.0))
+        .prop_map(|(backlog, share, rate)| (backlog, (backlog * share).floor(), rate));
+    prop::collection::vec(prop::option::weighted(0.9, reading), 1..50)
+}
+
+proptest! {
+    #[test]
+    fn latency_mode_stays_within_min_and_max(
+        target in arbitrary_latency_target(),
+        observations in arbitrary_observations(),
+        start in 0u32..60,
+    ) {
+        let mut run = Run::new(&target, start);
+        for (tick, o) in observations.iter().enumerate() {
+            let reading = o.map(|(b, i, r)| Reading { backlog: b, in_flight: Some(i), arrival_rate: r, ..Reading::default() });
+            let d = run.at(tick as u64 * 5, &[reading]);
+            prop_assert!(d.desired <= target.max_replicas, "{} > max {}", d.desired, target.max_replicas);
+            prop_assert!(d.desired >= target.min_replicas, "{} < min {}", d.desired, target.min_replicas);
+        }
+    }
+
+    #[test]
+    fn never_down_during_a_burst(
+        target in arbitrary_latency_target(),
+        observations in arbitrary_observations(),
+        bursts in prop::collection::vec(0usize..50, 1..4),
+        start in 0u32..60,
+    ) {
+        // A burst interval: the backlog jumps by far more than any replicas drain in 5 s, or noise explains.
+        let job = target.latency_target.and_then(|l| l.job_duration);
+        prop_assume!(job.is_some());
+        let hold = target.burst.hold_for.as_secs();
+        let mut run = Run::new(&target, start.min(target.max_replicas));
+        let mut last_burst: Option<u64> = None;
+        let mut backlog = 0.0;
+        for (tick, o) in observations.iter().enumerate() {
+            let t = tick as u64 * 5;
+            let jump = bursts.contains(&tick) && tick > 0;
+            let reading = o.map(|(b, i, r)| {
+                backlog = if jump { backlog + 100_000.0 } else { b };
+                Reading { backlog, in_flight: Some(i.min(backlog)), arrival_rate: r, ..Reading::default() }
+            });
+            if jump && reading.is_some() {
+                last_burst = Some(t);
+            }
+            let before = run.current;
+            let d = run.at(t, &[reading]);
+            if last_burst.is_some_and(|at| t - at <= hold) {
+                prop_assert!(d.desired >= before, "scaled down from {} to {} at t={} in a burst", before, d.desired, t);
+            }
+        }
+    }
+}

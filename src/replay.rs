@@ -1,0 +1,262 @@
+//! `queue-scaler replay`: recorded observations in, the decision and its reason for every tick out.
+//!
+//! Tuning a config on production traffic should not need production: record what the sources read (from the
+//! agent's metrics, a broker's history or a spreadsheet), then replay it through the same decision code the agent
+//! runs and read, tick by tick, what the config would have done and why.
+//!
+//! The observations are a CSV file with the header `time_s,source,backlog` and, optionally, `in_flight` and
+//! `arrival_rate` columns, in any order. `source` is the index of the source in the target's `sources` list or its
+//! name (`name:`, by default e.g. `rabbitmq/videos`). Rows with the same `time_s` are one tick; a source without a
+//! row in a tick counts as a failed read, as when a broker does not answer. Blank lines and `#` comments are
+//! allowed. Each decision is assumed applied at once, and the replay starts at a given replica count
+//! (`--initial-replicas`, default `minReplicas`). Schedules are evaluated at `start + time_s`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::TargetConfig;
+use crate::policy::Autoscaler;
+use crate::source::Reading;
+
+const REQUIRED: [&str; 3] = ["time_s", "source", "backlog"];
+const OPTIONAL: [&str; 2] = ["in_flight", "arrival_rate"];
+
+/// One decision tick: its time and every source's reading (`None`: no row, a failed read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Seconds since the start of the recording.
+    pub time_s: f64,
+    /// One entry per source of the target, in config order.
+    pub readings: Vec<Option<Reading>>,
+}
+
+/// What is wrong with an observations file; lines count from 1, comments and blank lines included.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplayError {
+    /// Nothing but blank or comment lines.
+    #[error("the file is empty: expected the header `time_s,source,backlog`")]
+    Empty,
+    /// The header lacks a required column or has an unknown one.
+    #[error("line {line}: {problem}; the header is `time_s,source,backlog` plus optionally `in_flight,arrival_rate`")]
+    Header {
+        /// The header's line.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A row with the wrong number of fields.
+    #[error("line {line}: expected {expected} comma-separated fields, found {found}")]
+    FieldCount {
+        /// The row's line.
+        line: usize,
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in the row.
+        found: usize,
+    },
+    /// A field that cannot be read.
+    #[error("line {line}: {column} {value:?} {problem}")]
+    Value {
+        /// The row's line.
+        line: usize,
+        /// The column.
+        column: &'static str,
+        /// The field as written.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The same source twice at the same time.
+    #[error("line {line}: source `{source_name}` already has a row at time_s {time_s}")]
+    Duplicate {
+        /// The second row's line.
+        line: usize,
+        /// The source.
+        source_name: String,
+        /// The time.
+        time_s: f64,
+    },
+    /// A header and no rows.
+    #[error("the file has a header but no observations")]
+    NoRows,
+}
+
+/// Reads observations for `target`, grouped into ticks in time order.
+pub fn read_observations(text: &str, target: &TargetConfig) -> Result<Vec<Tick>, ReplayError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = text
+        .lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+    let (header_line, header) = rows.next().ok_or(ReplayError::Empty)?;
+    let columns = Columns::parse(header_line, header)?;
+
+    // Keyed by the time's bits: times are non-negative, so their bit patterns sort as the numbers do.
+    let mut ticks: BTreeMap<u64, Tick> = BTreeMap::new();
+    for (line, row) in rows {
+        let fields: Vec<&str> = row.split(',').map(str::trim).collect();
+        if fields.len() != columns.count {
+            return Err(ReplayError::FieldCount { line, expected: columns.count, found: fields.len() });
+        }
+        let time_s = number(line, "time_s", fields[columns.time_s])?;
+        let source = source_index(line, fields[columns.source], target)?;
+        let optional = |column: Option<usize>, name: &'static str| -> Result<Option<f64>, ReplayError> {
+            match column.map(|i| fields[i]).filter(|f| !f.is_empty()) {
+                Some(field) => number(line, name, field).map(Some),
+                None => Ok(None),
+            }
+        };
+        let reading = Reading {
+            backlog: number(line, "backlog", fields[columns.backlog])?,
+            in_flight: optional(columns.in_flight, "in_flight")?,
+            arrival_rate: optional(columns.arrival_rate, "arrival_rate")?,
+            ..Reading::default()
+        }
+        .checked()
+        .map_err(|e| ReplayError::Value {
+            line,
+            column: "backlog",
+            value: fields[columns.backlog].to_owned(),
+            problem: e.to_string(),
+        })?;
+        let tick = ticks
+            .entry(time_s.to_bits())
+            .or_insert_with(|| Tick { time_s, readings: vec![None; target.sources.len()] });
+        if tick.readings[source].replace(reading).is_some() {
+            return Err(ReplayError::Duplicate { line, source_name: target.sources[source].name.clone(), time_s });
+        }
+    }
+    if ticks.is_empty() {
+        return Err(ReplayError::NoRows);
+    }
+    Ok(ticks.into_values().collect())
+}
+
+/// Where each column is.
+struct Columns {
+    count: usize,
+    time_s: usize,
+    source: usize,
+    backlog: usize,
+    in_flight: Option<usize>,
+    arrival_rate: Option<usize>,
+}
+
+impl Columns {
+    fn parse(line: usize, header: &str) -> Result<Columns, ReplayError> {
+        let names: Vec<&str> = header.split(',').map(str::trim).collect();
+        if let Some(unknown) = names.iter().find(|n| !REQUIRED.contains(n) && !OPTIONAL.contains(n)) {
+            return Err(ReplayError::Header { line, problem: format!("unknown column `{unknown}`") });
+        }
+        let position = |name: &str| names.iter().position(|n| *n == name);
+        let required = |name: &str| {
+            position(name).ok_or_else(|| ReplayError::Header { line, problem: format!("no `{name}` column") })
+        };
+        Ok(Columns {
+            count: names.len(),
+            time_s: required("time_s")?,
+            source: required("source")?,
+            backlog: required("backlog")?,
+            in_flight: position("in_flight"),
+            arrival_rate: position("arrival_rate"),
+        })
+    }
+}
+
+fn number(line: usize, column: &'static str, field: &str) -> Result<f64, ReplayError> {
+    match field.parse::<f64>() {
+        // `abs` reads `-0` as 0, so that equal times group into one tick.
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value.abs()),
+        _ => Err(ReplayError::Value {
+            line,
+            column,
+            value: field.to_owned(),
+            problem: "must be a number ≥ 0".to_owned(),
+        }),
+    }
+}
+
+fn source_index(line: usize, field: &str, target: &TargetConfig) -> Result<usize, ReplayError> {
+    if let Some(index) = field.parse::<usize>().ok().filter(|i| *i < target.sources.len()) {
+        return Ok(index);
+    }
+    target.sources.iter().position(|s| s.name == field).ok_or_else(|| {
+        let names: Vec<String> = target.sources.iter().map(|s| format!("`{}`", s.name)).collect();
+        ReplayError::Value {
+            line,
+            column: "source",
+            value: field.to_owned(),
+            problem: format!(
+                "is neither an index below {} nor a source name ({})",
+                target.sources.len(),
+                names.join(", ")
+            ),
+        }
+    })
+}
+
+/// One tick's decision. The keys `time_s`, `desired` and `reason` are a user contract; more may be added.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayDecision {
+    /// The tick's time.
+    pub time_s: f64,
+    /// The replica count decided.
+    pub desired: u32,
+    /// The code of the rule that had the last word (as in the agent's metrics and events).
+    pub reason: &'static str,
+    /// The replica count the decision started from.
+    pub current: u32,
+    /// The reason in words: which source, what it saw, which rules changed the number.
+    pub message: String,
+}
+
+/// Replays `ticks` through `target`'s decision code from `initial` replicas; `start` is the wall time of
+/// `time_s = 0`, for schedules.
+pub fn replay(target: &TargetConfig, ticks: &[Tick], initial: u32, start: DateTime<Utc>) -> Vec<ReplayDecision> {
+    let mut autoscaler = Autoscaler::new(target);
+    let epoch = Instant::now();
+    let mut current = initial;
+    ticks
+        .iter()
+        .map(|tick| {
+            let offset = Duration::from_secs_f64(tick.time_s);
+            let now = epoch + offset;
+            let wall = start + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX);
+            let decision = autoscaler.decide(now, wall, current, &tick.readings);
+            let from = current;
+            if decision.desired != current {
+                autoscaler.record_scale(now, current, decision.desired);
+                current = decision.desired;
+            }
+            ReplayDecision {
+                time_s: tick.time_s,
+                desired: decision.desired,
+                reason: decision.reason.rule.code(),
+                current: from,
+                message: decision.reason.message,
+            }
+        })
+        .collect()
+}
+
+/// One line per decision for people: time, change, reason.
+pub fn render_lines(decisions: &[ReplayDecision]) -> String {
+    decisions
+        .iter()
+        .map(|d| {
+            let change = if d.desired == d.current {
+                format!("{:>4}       ", d.desired)
+            } else {
+                format!("{:>4} → {:<4}", d.current, d.desired)
+            };
+            format!("{:>9.1}s  {change}  {}: {}\n", d.time_s, d.reason, d.message)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

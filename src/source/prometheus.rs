@@ -1,0 +1,429 @@
+//! Prometheus: any PromQL query as the backlog, for signals that are not a queue.
+//!
+//! Open connections per frontend, requests in progress, a queue that only a metric describes: the query's value
+//! plays the backlog and `backlogPerWorker` is the target per replica (KEDA's prometheus `threshold`), so
+//! `recommendation = ceil(value / backlogPerWorker)`.
+//!
+//! The query runs as an instant query, `GET {url}/api/v1/query?query=…`, and must come back as one number:
+//!
+//! * a **scalar**, or a **vector with one sample** — the value;
+//! * an **empty vector** — read as 0 (KEDA's `ignoreNullValues`, default true): `sum()` over series that do not
+//!   exist yet, or that went stale because their pods are gone, is empty rather than 0. `ignoreNullValues: false`
+//!   makes it a failure instead, so a misspelt metric name cannot quietly scale a Deployment to its minimum;
+//! * anything else — several series, a range vector, a string, NaN, an infinity or a negative number — is an
+//!   error that names the query (for several series, how many, and to aggregate them with `sum()`).
+//!
+//! [`Reading::data_age`] is now minus the sample's timestamp. Prometheus stamps instant-query samples with the
+//! evaluation time, so this is the age of the answer (plus clock skew), not of the scrape; a series whose target
+//! stopped reporting drops out of the result instead (staleness markers, or the 5-minute lookback).
+//!
+//! Credentials: basic auth from the URL's userinfo, or a bearer token from `bearerTokenFile`, read again at every
+//! poll because projected service-account tokens rotate.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::{ReadBacklog, Reading, SourceError, error_chain};
+use crate::config::Problem;
+use crate::redact::{self, Secrets};
+
+/// `type: prometheus` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The server's base URL, e.g. `http://prometheus:9090` (with a path prefix if it has one); basic-auth
+    /// credentials may ride in its userinfo.
+    pub url: String,
+    /// The PromQL query; it must return one number.
+    pub query: String,
+    /// A file holding a bearer token, sent as `Authorization: Bearer …` (read at every poll).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Read an empty result as 0 (default) rather than as a failure.
+    #[serde(default = "empty_is_zero")]
+    pub ignore_null_values: bool,
+}
+
+fn empty_is_zero() -> bool {
+    true
+}
+
+/// How many series an error about several series lists before it says "…".
+const SERIES_SHOWN: usize = 3;
+
+impl Config {
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        match Url::parse(&self.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                if url.query().is_some() || url.path().contains("/api/v1") {
+                    problems.push(Problem::new(
+                        "url",
+                        format!(
+                            "`{}` should be the server's base URL; drop the API path and query, e.g. `http://prometheus:9090`",
+                            redact::url(&self.url)
+                        ),
+                    ));
+                }
+                if !url.username().is_empty() && self.bearer_token_file.is_some() {
+                    problems.push(Problem::new(
+                        "bearerTokenFile",
+                        "is set along with credentials in `url`; use one way to authenticate",
+                    ));
+                }
+            }
+            _ => problems.push(Problem::new(
+                "url",
+                format!("`{}` is not an http(s) URL; write e.g. `http://prometheus:9090`", redact::url(&self.url)),
+            )),
+        }
+        if self.query.trim().is_empty() {
+            problems.push(Problem::new(
+                "query",
+                "is empty; write a PromQL query that returns one number, e.g. `sum(open_connections)`",
+            ));
+        }
+        problems
+    }
+
+    pub(super) fn secrets(&self) -> Secrets {
+        let mut secrets = Secrets::default();
+        secrets.add_url_password(&self.url);
+        secrets
+    }
+}
+
+/// A Prometheus query's value as a backlog.
+pub struct Prometheus {
+    config: Config,
+    secrets: Secrets,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    /// A reader for `config`; nothing is contacted until the first read.
+    pub fn new(config: Config) -> Prometheus {
+        Prometheus { secrets: config.secrets(), config, http: reqwest::Client::new() }
+    }
+
+    fn server(&self) -> String {
+        redact::url(&self.config.url)
+    }
+
+    fn query(&self) -> String {
+        format!("query `{}`", self.config.query)
+    }
+
+    /// `{url}/api/v1/query?query=…` without userinfo, and the basic-auth credentials the userinfo held.
+    fn request_url(&self) -> Result<(Url, Option<(String, String)>), SourceError> {
+        let mut url = Url::parse(&self.config.url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+            .ok_or_else(|| SourceError::Protocol {
+                endpoint: self.server(),
+                detail: "`url` is not an http(s) URL".into(),
+            })?;
+        let credentials = (!url.username().is_empty()).then(|| {
+            let password = url.password().map(redact::percent_decode).unwrap_or_default();
+            (redact::percent_decode(url.username()), password)
+        });
+        // Neither call can fail on an http(s) URL with a host, which is the only kind that reaches a server.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let path = format!("{}/api/v1/query", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.query_pairs_mut().append_pair("query", &self.config.query);
+        Ok((url, credentials))
+    }
+
+    async fn bearer_token(&self) -> Result<Option<String>, SourceError> {
+        let Some(path) = self.config.bearer_token_file.clone() else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        let denied = |detail: String| SourceError::Denied { what: format!("bearer token file {shown}"), detail };
+        let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+            .await
+            .map_err(|e| denied(e.to_string()))?
+            .map_err(|e| denied(e.to_string()))?;
+        Ok(Some(read.trim().to_owned()))
+    }
+
+    async fn answer(&self) -> Result<Envelope, SourceError> {
+        let (url, credentials) = self.request_url()?;
+        let mut secrets = self.secrets.clone();
+        let mut request = self.http.get(url);
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        if let Some(token) = self.bearer_token().await? {
+            secrets.add(token.as_str());
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| SourceError::Unreachable {
+            endpoint: self.server(),
+            detail: secrets.scrub(&error_chain(&e)),
+        })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| SourceError::Unreachable {
+            endpoint: self.server(),
+            detail: secrets.scrub(&error_chain(&e)),
+        })?;
+        let parsed = serde_json::from_str::<Envelope>(&body);
+        let said = parsed.as_ref().ok().and_then(Envelope::error_text);
+        let detail = secrets.scrub(&said.unwrap_or_else(|| format!("HTTP {status}")));
+        match status {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(SourceError::Denied { what: self.server(), detail });
+            }
+            StatusCode::NOT_FOUND => {
+                return Err(SourceError::NotFound {
+                    what: format!("the query API at {}/api/v1/query", self.server().trim_end_matches('/')),
+                    detail: format!("{detail}; `url` must be the server's base URL"),
+                });
+            }
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                return Err(SourceError::Protocol {
+                    endpoint: self.server(),
+                    detail: format!("{} failed: {detail}", self.query()),
+                });
+            }
+            _ => return Err(SourceError::Unreachable { endpoint: self.server(), detail }),
+        }
+        parsed.map_err(|e| SourceError::Protocol {
+            endpoint: self.server(),
+            detail: format!("{}: the answer is not a query result: {e}", self.query()),
+        })
+    }
+
+    /// The one number an answer must hold, and when Prometheus stamped it.
+    fn value(&self, answer: Envelope) -> Result<Option<(f64, f64)>, SourceError> {
+        let rejected = |why: String| SourceError::Rejected(self.secrets.scrub(&format!("{} {why}", self.query())));
+        let Some(result) = answer.data else {
+            return Err(rejected(format!("failed: {}", answer.error_text().unwrap_or_else(|| "no data".into()))));
+        };
+        let (timestamp, text) = match result {
+            QueryResult::Scalar(sample) => sample,
+            QueryResult::Vector(series) => match <[Series; 1]>::try_from(series) {
+                Ok([one]) => one.value,
+                Err(series) if series.is_empty() => return self.empty(),
+                Err(series) => return Err(rejected(several_series(&series))),
+            },
+            QueryResult::Matrix(_) => {
+                return Err(rejected(
+                    "returned a range vector; drop the `[range]` or wrap it, e.g. in `sum(rate(…))`".into(),
+                ));
+            }
+            QueryResult::String(_) => return Err(rejected("returned a string, not a number".into())),
+        };
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() && value >= 0.0 => Ok(Some((value, timestamp))),
+            _ => Err(rejected(format!("returned {text}, which is not a count (finite and not negative)"))),
+        }
+    }
+
+    fn empty(&self) -> Result<Option<(f64, f64)>, SourceError> {
+        if self.config.ignore_null_values {
+            return Ok(None);
+        }
+        Err(SourceError::NotFound {
+            what: format!("a series for {}", self.query()),
+            detail: "the result is empty; check the metric name and labels, or set `ignoreNullValues: true` to \
+                     read an empty result as 0"
+                .into(),
+        })
+    }
+}
+
+impl ReadBacklog for Prometheus {
+    async fn read(&self) -> Result<Reading, SourceError> {
+        let answer = self.answer().await?;
+        Ok(match self.value(answer)? {
+            Some((backlog, stamped)) => Reading { backlog, data_age: Some(age_of(stamped)), ..Reading::default() },
+            None => Reading::default(),
+        })
+    }
+}
+
+/// How long ago a Unix timestamp in seconds was; zero if it lies ahead (clock skew).
+fn age_of(timestamp: f64) -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    Duration::try_from_secs_f64(now - timestamp).unwrap_or_default()
+}
+
+fn several_series(series: &[Series]) -> String {
+    let mut shown: Vec<String> = series.iter().take(SERIES_SHOWN).map(Series::labels).collect();
+    if series.len() > SERIES_SHOWN {
+        shown.push("…".into());
+    }
+    format!(
+        "returned {} series ({}); it must return one number: aggregate them, e.g. `sum(…)`",
+        series.len(),
+        shown.join(", ")
+    )
+}
+
+/// The envelope of every `/api/v1` answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    #[serde(default)]
+    data: Option<QueryResult>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl Envelope {
+    fn error_text(&self) -> Option<String> {
+        let error = self.error.as_deref()?;
+        Some(match &self.error_type {
+            Some(kind) => format!("{kind}: {error}"),
+            None => error.to_owned(),
+        })
+    }
+}
+
+/// `data` of an instant query: `{"resultType": "vector", "result": […]}`.
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum QueryResult {
+    Scalar((f64, String)),
+    Vector(Vec<Series>),
+    Matrix(IgnoredAny),
+    String(IgnoredAny),
+}
+
+/// One sample of a vector: its labels and `[timestamp, "value"]`.
+#[derive(Deserialize)]
+struct Series {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl Series {
+    /// `name{label="value",…}`, as Prometheus prints a series.
+    fn labels(&self) -> String {
+        let name = self.metric.get("__name__").map_or("", String::as_str);
+        let labels: Vec<String> =
+            self.metric.iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| format!("{k}={v:?}")).collect();
+        format!("{name}{{{}}}", labels.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, query: &str) -> Config {
+        Config { url: url.to_owned(), query: query.to_owned(), bearer_token_file: None, ignore_null_values: true }
+    }
+
+    fn reader(query: &str) -> Prometheus {
+        Prometheus::new(config("http://prometheus:9090", query))
+    }
+
+    fn value_of(reader: &Prometheus, json: &str) -> Result<Option<(f64, f64)>, SourceError> {
+        reader.value(serde_json::from_str(json).expect("an API answer"))
+    }
+
+    fn vector(samples: &[(&str, &str)]) -> String {
+        let series: Vec<String> = samples
+            .iter()
+            .map(|(pod, value)| {
+                format!(r#"{{"metric":{{"__name__":"jobs","pod":"{pod}"}},"value":[1700000000.5,"{value}"]}}"#)
+            })
+            .collect();
+        format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#, series.join(","))
+    }
+
+    #[test]
+    fn one_sample_or_a_scalar_is_the_value() {
+        let r = reader("sum(jobs)");
+        assert_eq!(value_of(&r, &vector(&[("a", "42")])).expect("one sample"), Some((42.0, 1_700_000_000.5)));
+        let scalar = r#"{"status":"success","data":{"resultType":"scalar","result":[1700000001,"7.5"]}}"#;
+        assert_eq!(value_of(&r, scalar).expect("a scalar"), Some((7.5, 1_700_000_001.0)));
+    }
+
+    #[test]
+    fn several_series_say_how_many_and_to_aggregate() {
+        let r = reader("jobs");
+        let error = value_of(&r, &vector(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")])).expect_err("4 series");
+        let text = error.to_string();
+        assert_eq!(error.kind(), "rejected");
+        assert!(text.contains("query `jobs` returned 4 series"), "{text}");
+        assert!(text.contains(r#"jobs{pod="a"}, jobs{pod="b"}, jobs{pod="c"}, …"#), "{text}");
+        assert!(text.contains("sum("), "{text}");
+    }
+
+    #[test]
+    fn an_empty_result_is_zero_unless_null_values_are_refused() {
+        let empty = vector(&[]);
+        assert_eq!(value_of(&reader("sum(jobs)"), &empty).expect("empty is fine"), None);
+        let strict = Prometheus::new(Config { ignore_null_values: false, ..config("http://p:9090", "sum(jobs)") });
+        let error = value_of(&strict, &empty).expect_err("empty is refused");
+        assert_eq!(error.kind(), "not_found");
+        assert!(error.to_string().contains("query `sum(jobs)`"), "{error}");
+    }
+
+    #[test]
+    fn values_that_are_not_counts_are_refused_naming_the_query() {
+        for bad in ["NaN", "+Inf", "-Inf", "-3"] {
+            let error = value_of(&reader("q"), &vector(&[("a", bad)])).expect_err(bad);
+            assert!(error.to_string().contains(&format!("query `q` returned {bad}")), "{error}");
+        }
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(value_of(&reader("q[1m]"), matrix).expect_err("matrix").to_string().contains("range vector"));
+        let string = r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#;
+        assert!(value_of(&reader("\"x\""), string).expect_err("string").to_string().contains("a string"));
+    }
+
+    #[test]
+    fn the_request_goes_to_the_query_api_without_userinfo() {
+        let r = Prometheus::new(config("https://scaler:p%40ss@mon.example/prom/", "sum(rate(x[1m])) > 0"));
+        let (url, credentials) = r.request_url().expect("a URL");
+        assert_eq!(url.as_str(), "https://mon.example/prom/api/v1/query?query=sum%28rate%28x%5B1m%5D%29%29+%3E+0");
+        assert_eq!(credentials, Some(("scaler".to_owned(), "p@ss".to_owned())));
+        assert_eq!(r.secrets.scrub("p%40ss and p@ss"), "*** and ***");
+        let (plain, none) = reader("up").request_url().expect("a URL");
+        assert_eq!((plain.as_str(), none), ("http://prometheus:9090/api/v1/query?query=up", None));
+    }
+
+    #[test]
+    fn problems_name_the_field_and_the_fix() {
+        assert!(config("http://prometheus:9090", "sum(x)").problems().is_empty());
+        let messages =
+            |c: Config| c.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>();
+        assert_eq!(
+            messages(config("prometheus:9090", " ")),
+            [
+                "url: `prometheus:9090` is not an http(s) URL; write e.g. `http://prometheus:9090`",
+                "query: is empty; write a PromQL query that returns one number, e.g. `sum(open_connections)`",
+            ]
+        );
+        let api_path = messages(config("http://u:hunter2@p:9090/api/v1/query", "x"));
+        assert_eq!(api_path.len(), 1, "{api_path:?}");
+        assert!(api_path[0].starts_with("url: `http://u:***@p:9090/api/v1/query` should be the server's base URL"));
+        let both = Config { bearer_token_file: Some("/var/run/token".into()), ..config("http://u:pw@p:9090", "x") };
+        assert_eq!(
+            messages(both),
+            ["bearerTokenFile: is set along with credentials in `url`; use one way to authenticate"]
+        );
+    }
+
+    #[test]
+    fn ages_count_back_from_now_and_never_go_negative() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs_f64();
+        let age = age_of(now - 30.0);
+        assert!(age >= Duration::from_secs(30) && age < Duration::from_secs(31), "{age:?}");
+        assert_eq!(age_of(now + 60.0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,456 @@
+//! Google Pub/Sub: a subscription's backlog as Cloud Monitoring reports it.
+//!
+//! Pub/Sub itself has no call that says how many messages wait in a subscription; Cloud Monitoring does, with
+//! `pubsub.googleapis.com/subscription/num_undelivered_messages`, the metric the Kubernetes HPA and KEDA scale on.
+//! Each read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
+//! `oldest_unacked_message_age`, filtered by `resource.labels.subscription_id`, over a window of twice
+//! `maxStaleness`, and keeps the newest point of each.
+//!
+//! Pub/Sub samples these metrics every 60 s and they reach Monitoring minutes late, so every reading carries its
+//! `data_age` (now − the newest point's end time), and a newest point older than `maxStaleness` fails the read as
+//! [`SourceError::Stale`] instead of steering replicas on old news. The window reaches past `maxStaleness` so that a
+//! series that stopped shows up as stale, with its age, rather than as missing.
+//!
+//! Credentials are Application Default Credentials (workload identity on GKE, `GOOGLE_APPLICATION_CREDENTIALS`
+//! elsewhere). An `endpoint` written as plain `http://` gets anonymous credentials instead: a bearer token must never
+//! travel in clear text, and that is also how tests reach a local fake of the API without Google credentials.
+//!
+//! The client is built on the first read and kept. It never retries on its own: the agent polls again soon, and a
+//! retry loop inside one read would only turn a clear error into a timeout.
+
+use std::time::{Duration, SystemTime};
+
+use google_cloud_auth::credentials::anonymous;
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::Paginator as _;
+use google_cloud_gax::retry_policy::NeverRetry;
+use google_cloud_monitoring_v3::client::MetricService;
+use google_cloud_monitoring_v3::model::{TimeInterval, TimeSeries};
+use google_cloud_wkt::Timestamp;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use super::{ReadBacklog, Reading, SourceError, error_chain};
+use crate::config::Problem;
+use crate::redact::{self, Secrets};
+
+/// Messages not yet acknowledged: the backlog.
+pub const BACKLOG_METRIC: &str = "pubsub.googleapis.com/subscription/num_undelivered_messages";
+/// Seconds the oldest unacknowledged message has waited.
+pub const OLDEST_AGE_METRIC: &str = "pubsub.googleapis.com/subscription/oldest_unacked_message_age";
+/// Where Cloud Monitoring answers when no `endpoint` is configured.
+pub const DEFAULT_ENDPOINT: &str = "https://monitoring.googleapis.com";
+/// How often Pub/Sub samples its metrics; a shorter `maxStaleness` would fail nearly every read.
+const SAMPLE_PERIOD: Duration = Duration::from_secs(60);
+
+/// `type: pubsub` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The Google Cloud project that owns the subscription; may be left out when `subscription` is a full name.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The subscription id (`transcoder_subscription`) or its full name (`projects/P/subscriptions/S`).
+    pub subscription: String,
+    /// The oldest a newest data point may be and still be acted on (default `5m`).
+    #[serde(default = "default_max_staleness", with = "crate::config::duration")]
+    pub max_staleness: Duration,
+    /// The Cloud Monitoring API to ask instead of Google's; an `http://` URL is sent no credentials.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+fn default_max_staleness() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// The subscription a config names, split into what the Monitoring API asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// The project whose metrics hold it.
+    pub project: String,
+    /// Its id, the value of the `subscription_id` resource label.
+    pub id: String,
+}
+
+impl Config {
+    /// The project and subscription id, whichever way the config wrote them.
+    pub fn subscription(&self) -> Result<Subscription, Problem> {
+        let (named_project, id) = match self.subscription.strip_prefix("projects/") {
+            None => (None, self.subscription.as_str()),
+            Some(rest) => match rest.split_once("/subscriptions/") {
+                Some((project, id)) if !project.contains('/') => (Some(project), id),
+                _ => {
+                    return Err(Problem::new(
+                        "subscription",
+                        format!(
+                            "`{}` is not a full subscription name; write `projects/PROJECT/subscriptions/ID` or the id \
+                             alone",
+                            self.subscription
+                        ),
+                    ));
+                }
+            },
+        };
+        if let Some(why) = subscription_id_problem(id) {
+            return Err(Problem::new("subscription", format!("`{id}` is not a Pub/Sub subscription id: {why}")));
+        }
+        let project = match (self.project.as_deref(), named_project) {
+            (Some(given), Some(named)) if given != named => {
+                return Err(Problem::new(
+                    "project",
+                    format!("`{given}` differs from the project in `subscription` (`{named}`); keep only one of them"),
+                ));
+            }
+            (Some(project), _) | (None, Some(project)) => project,
+            (None, None) => {
+                return Err(Problem::new(
+                    "project",
+                    "missing; name the Google Cloud project that owns the subscription, or write `subscription` as \
+                     `projects/PROJECT/subscriptions/ID`",
+                ));
+            }
+        };
+        if let Some(why) = project_id_problem(project) {
+            return Err(Problem::new("project", format!("`{project}` is not a Google Cloud project id: {why}")));
+        }
+        Ok(Subscription { project: project.to_owned(), id: id.to_owned() })
+    }
+
+    /// How far back each read looks: past `maxStaleness`, so a stopped series reads as stale rather than absent.
+    pub fn window(&self) -> Duration {
+        self.max_staleness * 2
+    }
+
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.subscription() {
+            problems.push(problem);
+        }
+        if self.max_staleness < SAMPLE_PERIOD {
+            problems.push(Problem::new(
+                "maxStaleness",
+                format!(
+                    "`{}` is shorter than the 60 s period at which Pub/Sub samples its metrics, so nearly every read \
+                     would be stale; use at least `2m` (default `5m`)",
+                    humantime::format_duration(self.max_staleness)
+                ),
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            problems.push(Problem::new(
+                "endpoint",
+                format!(
+                    "`{}` is not an http(s) URL; leave it out to use Google's API, or write e.g. `{DEFAULT_ENDPOINT}`",
+                    redact::url(endpoint)
+                ),
+            ));
+        }
+        problems
+    }
+
+    pub(super) fn secrets(&self) -> Secrets {
+        let mut secrets = Secrets::default();
+        if let Some(endpoint) = &self.endpoint {
+            secrets.add_url_password(endpoint);
+        }
+        secrets
+    }
+}
+
+/// Pub/Sub's own rule for ids; it also keeps quotes and backslashes out of the Monitoring filter.
+fn subscription_id_problem(id: &str) -> Option<&'static str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~+%".contains(c);
+    if !(3..=255).contains(&id.len()) {
+        Some("ids are 3 to 255 characters long")
+    } else if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        Some("ids start with a letter")
+    } else if !id.chars().all(allowed) {
+        Some("ids use only letters, digits and `-._~+%`")
+    } else {
+        None
+    }
+}
+
+fn project_id_problem(project: &str) -> Option<&'static str> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c);
+    if project.is_empty() {
+        Some("it is empty")
+    } else if !project.chars().all(allowed) {
+        Some("project ids use only lowercase letters, digits and `-` (`.` and `:` in domain-scoped ones)")
+    } else {
+        None
+    }
+}
+
+/// The Monitoring filter that selects one metric of one subscription.
+fn filter(metric: &str, subscription_id: &str) -> String {
+    format!(
+        "metric.type = \"{metric}\" AND resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \
+         \"{subscription_id}\""
+    )
+}
+
+/// One data point: when its interval ended and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    end: SystemTime,
+    value: f64,
+}
+
+/// The newest point over every series, or why a point could not be understood.
+fn newest_sample(series: &[TimeSeries]) -> Result<Option<Sample>, String> {
+    let mut newest: Option<Sample> = None;
+    for point in series.iter().flat_map(|s| &s.points) {
+        let end = point.interval.as_ref().and_then(|i| i.end_time).ok_or("a point without an interval end time")?;
+        let end = SystemTime::try_from(end).map_err(|e| format!("a point's end time is out of range: {e}"))?;
+        let typed = point.value.as_ref().ok_or("a point without a value")?;
+        let value = match (typed.int64_value(), typed.double_value()) {
+            // Counts stay far below 2^53, where f64 is exact.
+            (Some(count), _) => *count as f64,
+            (None, Some(value)) => *value,
+            (None, None) => return Err(format!("a point whose value is neither int64 nor double: {typed:?}")),
+        };
+        if newest.is_none_or(|n| end > n.end) {
+            newest = Some(Sample { end, value });
+        }
+    }
+    Ok(newest)
+}
+
+fn timestamp(time: SystemTime) -> Timestamp {
+    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let seconds = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
+    Timestamp::clamp(seconds, i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0))
+}
+
+/// A Pub/Sub subscription's backlog reader.
+pub struct PubSub {
+    config: Config,
+    secrets: Secrets,
+    client: OnceCell<MetricService>,
+}
+
+impl PubSub {
+    /// A reader for `config`; the Monitoring client is built on the first read.
+    pub fn new(config: Config) -> PubSub {
+        PubSub { secrets: config.secrets(), config, client: OnceCell::new() }
+    }
+
+    fn endpoint(&self) -> String {
+        redact::url(self.config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT))
+    }
+
+    async fn client(&self) -> Result<&MetricService, SourceError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut builder = MetricService::builder().with_retry_policy(NeverRetry);
+                if let Some(endpoint) = &self.config.endpoint {
+                    builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+                    if endpoint.starts_with("http://") {
+                        builder = builder.with_credentials(anonymous::Builder::new().build());
+                    }
+                }
+                builder.build().await.map_err(|e| {
+                    let detail = self.secrets.scrub(&error_chain(&e));
+                    if e.is_default_credentials() {
+                        SourceError::Denied { what: "Application Default Credentials".into(), detail }
+                    } else {
+                        SourceError::Unreachable { endpoint: self.endpoint(), detail }
+                    }
+                })
+            })
+            .await
+    }
+
+    /// The newest point of `metric` for the subscription within the window that ends `now`.
+    async fn newest(
+        &self,
+        client: &MetricService,
+        subscription: &Subscription,
+        metric: &str,
+        now: SystemTime,
+    ) -> Result<Option<Sample>, SourceError> {
+        let start = now.checked_sub(self.config.window()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut pages = client
+            .list_time_series()
+            .set_name(format!("projects/{}", subscription.project))
+            .set_filter(filter(metric, &subscription.id))
+            .set_interval(TimeInterval::new().set_start_time(timestamp(start)).set_end_time(timestamp(now)))
+            .by_page();
+        let mut series = Vec::new();
+        while let Some(page) = pages.next().await {
+            series.extend(page.map_err(|e| self.classify(&e, subscription))?.time_series);
+        }
+        newest_sample(&series).map_err(|detail| SourceError::Protocol { endpoint: self.endpoint(), detail })
+    }
+
+    fn classify(&self, error: &google_cloud_monitoring_v3::Error, subscription: &Subscription) -> SourceError {
+        let detail = self.secrets.scrub(&error_chain(error));
+        let code = error.status().map(|s| s.code);
+        match (code, error.http_status_code()) {
+            (Some(Code::PermissionDenied | Code::Unauthenticated), _) | (_, Some(401 | 403)) => SourceError::Denied {
+                what: format!("Cloud Monitoring metrics of project `{}`", subscription.project),
+                detail,
+            },
+            (Some(Code::NotFound), _) | (_, Some(404)) => SourceError::NotFound {
+                what: format!("project `{}` in Cloud Monitoring", subscription.project),
+                detail,
+            },
+            _ if error.is_authentication() => {
+                SourceError::Denied { what: "credentials for Cloud Monitoring".into(), detail }
+            }
+            (Some(Code::Unavailable), _) | (_, Some(503)) => {
+                SourceError::Unreachable { endpoint: self.endpoint(), detail }
+            }
+            _ if error.is_connect() || error.is_io() || error.is_timeout() => {
+                SourceError::Unreachable { endpoint: self.endpoint(), detail }
+            }
+            _ => SourceError::Protocol { endpoint: self.endpoint(), detail },
+        }
+    }
+}
+
+impl ReadBacklog for PubSub {
+    async fn read(&self) -> Result<Reading, SourceError> {
+        let subscription = self.config.subscription().map_err(|problem| SourceError::NotFound {
+            what: format!("subscription `{}`", self.config.subscription),
+            detail: problem.message,
+        })?;
+        let client = self.client().await?;
+        let now = SystemTime::now();
+        let (backlog, oldest) = tokio::try_join!(
+            self.newest(client, &subscription, BACKLOG_METRIC, now),
+            self.newest(client, &subscription, OLDEST_AGE_METRIC, now),
+        )?;
+        let Some(backlog) = backlog else {
+            return Err(SourceError::NotFound {
+                what: format!(
+                    "`num_undelivered_messages` of subscription `{}` in project `{}`",
+                    subscription.id, subscription.project
+                ),
+                detail: format!(
+                    "Cloud Monitoring has no point from the last {}; check both names and that the subscription exists",
+                    humantime::format_duration(self.config.window())
+                ),
+            });
+        };
+        let max = self.config.max_staleness;
+        let age_at = |sample: &Sample| now.duration_since(sample.end).unwrap_or_default();
+        let data_age = age_at(&backlog);
+        if data_age > max {
+            return Err(SourceError::Stale { age: data_age, max });
+        }
+        // A stale age would describe a queue that may no longer exist; leave it out rather than export it.
+        let oldest_message_age = oldest
+            .filter(|sample| age_at(sample) <= max)
+            .and_then(|sample| Duration::try_from_secs_f64(sample.value).ok());
+        Ok(Reading { backlog: backlog.value, data_age: Some(data_age), oldest_message_age, ..Reading::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use google_cloud_monitoring_v3::model::{Point, TypedValue};
+
+    use super::*;
+    use crate::source::{SourceKind, SourceSpec};
+
+    fn spec(yaml: &str) -> SourceSpec {
+        serde_norway::from_str(&format!("type: pubsub\nbacklogPerWorker: 10\n{yaml}")).expect("a valid source")
+    }
+
+    fn config(yaml: &str) -> Config {
+        match spec(yaml).kind {
+            SourceKind::PubSub(config) => config,
+            other => panic!("not a pubsub source: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_an_id_with_a_project_or_a_full_name() {
+        let by_id = config("project: my-proj\nsubscription: transcoder_subscription");
+        let full = config("subscription: projects/my-proj/subscriptions/transcoder_subscription");
+        let expected = Subscription { project: "my-proj".into(), id: "transcoder_subscription".into() };
+        assert_eq!(by_id.subscription(), Ok(expected.clone()));
+        assert_eq!(full.subscription(), Ok(expected));
+        assert_eq!(by_id.max_staleness, Duration::from_secs(300), "default maxStaleness");
+        assert_eq!(by_id.window(), Duration::from_secs(600));
+        assert!(by_id.problems().is_empty() && full.problems().is_empty());
+        assert_eq!(spec("subscription: projects/p-1/subscriptions/jobs").name, "pubsub/jobs");
+    }
+
+    #[test]
+    fn names_the_field_and_the_fix_for_each_mistake() {
+        let cases = [
+            ("subscription: jobs", "project", "missing; name the Google Cloud project"),
+            ("project: a-proj\nsubscription: projects/b-proj/subscriptions/jobs", "project", "differs from"),
+            ("subscription: projects/p/topics/jobs", "subscription", "write `projects/PROJECT/subscriptions/ID`"),
+            ("project: p\nsubscription: 9lives", "subscription", "ids start with a letter"),
+            ("project: p\nsubscription: \"jo\\\"bs\"", "subscription", "ids use only letters"),
+            ("project: My_Proj\nsubscription: jobs", "project", "lowercase letters"),
+            ("project: p\nsubscription: jobs\nmaxStaleness: 30s", "maxStaleness", "use at least `2m`"),
+            ("project: p\nsubscription: jobs\nendpoint: monitoring:443", "endpoint", "not an http(s) URL"),
+        ];
+        for (yaml, field, words) in cases {
+            let problems = config(yaml).problems();
+            assert!(
+                problems.iter().any(|p| p.path == field && p.message.contains(words)),
+                "{yaml}: expected `{field}: …{words}…`, got {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_durations() {
+        let unknown =
+            serde_norway::from_str::<SourceSpec>("type: pubsub\nbacklogPerWorker: 1\nsubscription: s\ntopic: t");
+        assert!(unknown.expect_err("unknown field").to_string().contains("topic"));
+        let duration =
+            serde_norway::from_str::<SourceSpec>("type: pubsub\nbacklogPerWorker: 1\nsubscription: s\nmaxStaleness: 5");
+        assert!(duration.expect_err("no unit").to_string().contains("duration"));
+    }
+
+    #[test]
+    fn keeps_the_endpoint_password_secret() {
+        let config = config("project: p\nsubscription: jobs\nendpoint: https://proxy:hunter22@gw.example/");
+        assert_eq!(config.secrets().scrub("refused hunter22"), "refused ***");
+    }
+
+    #[test]
+    fn the_filter_selects_one_metric_of_one_subscription() {
+        assert_eq!(
+            filter(BACKLOG_METRIC, "jobs"),
+            "metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type = \
+             \"pubsub_subscription\" AND resource.labels.subscription_id = \"jobs\""
+        );
+    }
+
+    fn point(seconds: i64, value: TypedValue) -> Point {
+        Point::new().set_interval(TimeInterval::new().set_end_time(Timestamp::clamp(seconds, 0))).set_value(value)
+    }
+
+    #[test]
+    fn the_newest_point_wins_across_series_whatever_their_order() {
+        let older = TimeSeries::new().set_points([
+            point(1_000, TypedValue::new().set_int64_value(7)),
+            point(1_120, TypedValue::new().set_int64_value(9)),
+        ]);
+        let newer = TimeSeries::new().set_points([point(1_180, TypedValue::new().set_double_value(4.5))]);
+        let newest = newest_sample(&[older, newer]).expect("valid").expect("a point");
+        assert_eq!(newest.value, 4.5);
+        assert_eq!(newest.end, SystemTime::UNIX_EPOCH + Duration::from_secs(1_180));
+        assert_eq!(newest_sample(&[]), Ok(None));
+        assert_eq!(newest_sample(&[TimeSeries::new()]), Ok(None));
+    }
+
+    #[test]
+    fn a_point_without_a_value_or_time_is_an_error() {
+        let no_value = TimeSeries::new().set_points([point(1, TypedValue::new())]);
+        assert!(newest_sample(&[no_value]).expect_err("no value").contains("neither int64 nor double"));
+        let no_time = TimeSeries::new().set_points([Point::new().set_value(TypedValue::new().set_int64_value(1))]);
+        assert!(newest_sample(&[no_time]).expect_err("no time").contains("end time"));
+    }
+}

@@ -1,0 +1,395 @@
+//! Amazon SQS: the backlog of one queue, from `GetQueueAttributes`.
+//!
+//! SQS keeps three approximate counts per queue, and the backlog adds them as KEDA's SQS scaler does:
+//!
+//! * **visible** (`ApproximateNumberOfMessages`): waiting for a worker; always counted.
+//! * **not visible** (`…NotVisible`): received by a worker and not yet deleted, i.e. in flight. Counted unless
+//!   `includeInFlight: false`, because the workers holding them are busy: leaving them out would scale a busy fleet
+//!   down under its own feet. Always reported as [`Reading::in_flight`].
+//! * **delayed** (`…Delayed`): sent with a delay and not deliverable yet; counted only with `includeDelayed: true`,
+//!   since no worker can take them before the delay ends.
+//!
+//! AWS says the counts settle within about a minute; that is good enough to size a fleet.
+//!
+//! Credentials come from the AWS SDK's default chain (IRSA or EKS pod identity in a cluster, environment variables
+//! elsewhere); the region from `region`, else the queue URL's host, else that same chain. Loading the chain is
+//! async, so the client is built on the first read and kept; a build that fails (no region) is retried next poll.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::types::QueueAttributeName;
+use reqwest::Url;
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use super::{ReadBacklog, Reading, SourceError, error_chain};
+use crate::config::Problem;
+use crate::redact::{self, Secrets};
+
+/// `type: sqs` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The queue's URL, as `aws sqs get-queue-url` prints it: `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`.
+    pub queue_url: String,
+    /// The AWS region; default: the one in the queue URL's host, else the SDK's chain (`AWS_REGION`, profile, IMDS).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Another SQS endpoint, such as LocalStack or moto (`http://127.0.0.1:4566`).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Count messages that workers have received but not deleted (KEDA's `scaleOnInFlight`).
+    #[serde(default = "counted")]
+    pub include_in_flight: bool,
+    /// Count messages whose delivery delay has not ended yet (KEDA's `scaleOnDelayed`).
+    #[serde(default)]
+    pub include_delayed: bool,
+}
+
+fn counted() -> bool {
+    true
+}
+
+/// Error codes AWS uses when the credentials or their permissions are refused.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredToken",
+    "IncompleteSignature",
+    "InvalidClientTokenId",
+    "MissingAuthenticationToken",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+];
+
+/// The error code of a missing queue in SQS's older query protocol, which servers still send as a hint.
+const NON_EXISTENT_QUEUE: &str = "AWS.SimpleQueueService.NonExistentQueue";
+
+/// Environment variables whose values are credentials, scrubbed from errors however an SDK message might echo them.
+const CREDENTIAL_VARIABLES: &[&str] = &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+
+impl Config {
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if queue_name(&self.queue_url).is_none() {
+            problems.push(Problem::new(
+                "queueUrl",
+                format!(
+                    "`{}` is not an SQS queue URL; write it as `https://sqs.REGION.amazonaws.com/ACCOUNT_ID/QUEUE_NAME` \
+                     (what `aws sqs get-queue-url` prints)",
+                    redact::url(&self.queue_url)
+                ),
+            ));
+        }
+        match (&self.region, region_in_url(&self.queue_url)) {
+            (Some(region), _) if !looks_like_a_region(region) => problems.push(Problem::new(
+                "region",
+                format!(
+                    "`{region}` is not an AWS region; write one such as `us-east-1`, or drop it to use the queue URL's"
+                ),
+            )),
+            (Some(region), Some(in_url)) if *region != in_url => problems.push(Problem::new(
+                "region",
+                format!("`{region}` differs from the queue URL's region `{in_url}`; drop `region` or fix the URL"),
+            )),
+            _ => {}
+        }
+        if let Some(endpoint) = &self.endpoint_url
+            && !Url::parse(endpoint).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            problems.push(Problem::new(
+                "endpointUrl",
+                format!("`{}` is not an http(s) URL; write e.g. `http://localstack:4566`", redact::url(endpoint)),
+            ));
+        }
+        problems
+    }
+
+    pub(super) fn secrets(&self) -> Secrets {
+        let mut secrets = Secrets::default();
+        secrets.add_url_password(&self.queue_url);
+        if let Some(endpoint) = &self.endpoint_url {
+            secrets.add_url_password(endpoint);
+        }
+        secrets
+    }
+
+    /// The queue's name, the last segment of its URL (what a default source name shows).
+    pub fn queue_name(&self) -> String {
+        queue_name(&self.queue_url).unwrap_or_else(|| redact::url(&self.queue_url))
+    }
+
+    /// The region requests are signed for, when the settings say it.
+    fn region(&self) -> Option<String> {
+        self.region.clone().or_else(|| region_in_url(&self.queue_url))
+    }
+}
+
+/// The last path segment of a queue URL with a host and an `/ACCOUNT/NAME` path.
+fn queue_name(queue_url: &str) -> Option<String> {
+    let url = Url::parse(queue_url).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    match segments[..] {
+        [_account, name] => Some(name.to_owned()),
+        _ => None,
+    }
+}
+
+/// `sqs.REGION.amazonaws.com[.cn]` or the legacy `REGION.queue.amazonaws.com` → `REGION`.
+fn region_in_url(queue_url: &str) -> Option<String> {
+    let url = Url::parse(queue_url).ok()?;
+    let host = url.host_str()?;
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|rest| rest.strip_suffix(".amazonaws.com").or_else(|| rest.strip_suffix(".amazonaws.com.cn")))
+        .or_else(|| host.strip_suffix(".queue.amazonaws.com"))?;
+    looks_like_a_region(region).then(|| region.to_owned())
+}
+
+/// `us-east-1`, `us-gov-west-1`, `cn-north-1`: lowercase words joined by dashes, ending in a number.
+fn looks_like_a_region(region: &str) -> bool {
+    region.contains('-')
+        && region.ends_with(|c: char| c.is_ascii_digit())
+        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The three approximate counts one `GetQueueAttributes` returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counts {
+    visible: f64,
+    not_visible: f64,
+    delayed: f64,
+}
+
+/// An SQS queue's backlog reader.
+pub struct Sqs {
+    config: Config,
+    secrets: Secrets,
+    client: OnceCell<Client>,
+}
+
+impl Sqs {
+    /// A reader for `config`; the AWS client is built on the first read.
+    pub fn new(config: Config) -> Sqs {
+        let mut secrets = config.secrets();
+        secrets.extend(&credential_secrets(|name| std::env::var(name).ok()));
+        Sqs { config, secrets, client: OnceCell::new() }
+    }
+
+    fn queue(&self) -> String {
+        format!("queue {}", redact::url(&self.config.queue_url))
+    }
+
+    async fn client(&self) -> Result<&Client, SourceError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                if let Some(region) = self.config.region() {
+                    loader = loader.region(Region::new(region));
+                }
+                if let Some(endpoint) = &self.config.endpoint_url {
+                    loader = loader.endpoint_url(endpoint);
+                }
+                let shared = loader.load().await;
+                if shared.region().is_none() {
+                    return Err(SourceError::Unreachable {
+                        endpoint: self.queue(),
+                        detail: "no AWS region: set `region`, or AWS_REGION in the agent's environment".into(),
+                    });
+                }
+                Ok(Client::new(&shared))
+            })
+            .await
+    }
+
+    async fn counts(&self) -> Result<Counts, SourceError> {
+        let answer = self
+            .client()
+            .await?
+            .get_queue_attributes()
+            .queue_url(&self.config.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let count = |name: QueueAttributeName| -> Result<f64, SourceError> {
+            let text = answer.attributes().and_then(|all| all.get(&name));
+            text.and_then(|t| t.parse::<u64>().ok()).map(|n| n as f64).ok_or_else(|| SourceError::Protocol {
+                endpoint: self.queue(),
+                detail: format!("attribute {name} is {text:?}, not a count"),
+            })
+        };
+        Ok(Counts {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages)?,
+            not_visible: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed)?,
+        })
+    }
+
+    fn reading(&self, counts: Counts) -> Reading {
+        let in_flight = if self.config.include_in_flight { counts.not_visible } else { 0.0 };
+        let delayed = if self.config.include_delayed { counts.delayed } else { 0.0 };
+        Reading {
+            backlog: counts.visible + in_flight + delayed,
+            in_flight: Some(counts.not_visible),
+            ..Reading::default()
+        }
+    }
+
+    fn classify(&self, error: SdkError<GetQueueAttributesError>) -> SourceError {
+        let detail = self.secrets.scrub(&error_chain(&error));
+        let endpoint = self.config.endpoint_url.as_deref().map_or_else(|| self.queue(), redact::url);
+        let SdkError::ServiceError(service) = &error else {
+            // The SDK's credential errors are not exported as a type; every one of them says "credential(s)".
+            if detail.contains("credential") {
+                return SourceError::Denied { what: format!("AWS credentials for {}", self.queue()), detail };
+            }
+            return SourceError::Unreachable { endpoint, detail };
+        };
+        let answer = service.err();
+        let code = answer.code().unwrap_or_default();
+        if answer.is_queue_does_not_exist() || code == NON_EXISTENT_QUEUE {
+            SourceError::NotFound { what: self.queue(), detail }
+        } else if answer.is_invalid_security() || DENIED_CODES.contains(&code) {
+            SourceError::Denied { what: self.queue(), detail }
+        } else if answer.is_request_throttled() {
+            SourceError::Unreachable { endpoint, detail }
+        } else {
+            SourceError::Protocol { endpoint, detail }
+        }
+    }
+}
+
+impl ReadBacklog for Sqs {
+    async fn read(&self) -> Result<Reading, SourceError> {
+        self.counts().await.map(|counts| self.reading(counts))
+    }
+}
+
+/// The credential values among the variables the SDK reads, through `env` (the process environment in use).
+fn credential_secrets(env: impl Fn(&str) -> Option<String>) -> Secrets {
+    let mut secrets = Secrets::default();
+    for value in CREDENTIAL_VARIABLES.iter().filter_map(|name| env(name)) {
+        secrets.add(value);
+    }
+    secrets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/videos";
+
+    fn config(queue_url: &str) -> Config {
+        Config {
+            queue_url: queue_url.to_owned(),
+            region: None,
+            endpoint_url: None,
+            include_in_flight: true,
+            include_delayed: false,
+        }
+    }
+
+    fn messages(config: &Config) -> Vec<String> {
+        config.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+    }
+
+    #[test]
+    fn the_region_comes_from_the_queue_url_host() {
+        assert_eq!(region_in_url(URL).as_deref(), Some("eu-west-1"));
+        assert_eq!(region_in_url("https://sqs.cn-north-1.amazonaws.com.cn/1/q").as_deref(), Some("cn-north-1"));
+        assert_eq!(region_in_url("https://us-west-2.queue.amazonaws.com/1/q").as_deref(), Some("us-west-2"));
+        assert_eq!(region_in_url("http://127.0.0.1:4566/000000000000/q"), None);
+        assert_eq!(config(URL).region().as_deref(), Some("eu-west-1"));
+        let explicit = Config { region: Some("us-east-2".into()), ..config("http://localstack:4566/1/q") };
+        assert_eq!(explicit.region().as_deref(), Some("us-east-2"));
+    }
+
+    #[test]
+    fn the_queue_name_is_the_last_segment() {
+        assert_eq!(config(URL).queue_name(), "videos");
+        assert_eq!(queue_name("http://127.0.0.1:4566/000000000000/jobs/").as_deref(), Some("jobs"));
+        assert_eq!(queue_name("videos"), None);
+        assert_eq!(queue_name("https://sqs.us-east-1.amazonaws.com/videos"), None);
+    }
+
+    #[test]
+    fn a_good_config_has_no_problems() {
+        assert!(messages(&config(URL)).is_empty());
+        let local = Config {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some("http://127.0.0.1:4566".into()),
+            ..config("http://127.0.0.1:4566/000000000000/q")
+        };
+        assert!(messages(&local).is_empty(), "{:?}", messages(&local));
+    }
+
+    #[test]
+    fn problems_name_the_field_and_the_fix() {
+        let problems = messages(&Config {
+            region: Some("Frankfurt".into()),
+            endpoint_url: Some("localstack:4566".into()),
+            ..config("videos")
+        });
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("queueUrl: `videos` is not an SQS queue URL; write it as `https://"));
+        assert!(problems[1].starts_with("region: `Frankfurt` is not an AWS region; write one such as `us-east-1`"));
+        assert!(problems[2].starts_with("endpointUrl: `localstack:4566` is not an http(s) URL"));
+
+        let mismatch = messages(&Config { region: Some("us-east-1".into()), ..config(URL) });
+        assert_eq!(
+            mismatch,
+            ["region: `us-east-1` differs from the queue URL's region `eu-west-1`; drop `region` or fix the URL"]
+        );
+    }
+
+    #[test]
+    fn passwords_in_urls_are_secrets() {
+        let with_password = Config {
+            endpoint_url: Some("http://user:hunter2@proxy:4566".into()),
+            ..config("http://user:s3cret@proxy:4566/1/q")
+        };
+        assert_eq!(with_password.secrets().scrub("hunter2 s3cret"), "*** ***");
+        let problems = messages(&Config { endpoint_url: Some("ftp://u:hunter2@x".into()), ..with_password });
+        assert!(problems.iter().all(|p| !p.contains("hunter2")), "{problems:?}");
+    }
+
+    #[test]
+    fn credentials_from_the_environment_are_scrubbed() {
+        let secrets = credential_secrets(|name| match name {
+            "AWS_SECRET_ACCESS_KEY" => Some("wJalrXUtnFEMI".to_owned()),
+            "AWS_SESSION_TOKEN" => Some("FwoGZXIvYXdz".to_owned()),
+            _ => None,
+        });
+        assert_eq!(secrets.scrub("key wJalrXUtnFEMI token FwoGZXIvYXdz"), "key *** token ***");
+    }
+
+    #[test]
+    fn the_backlog_adds_what_the_settings_include() {
+        let counts = Counts { visible: 10.0, not_visible: 4.0, delayed: 3.0 };
+        let read = |include_in_flight, include_delayed| {
+            Sqs::new(Config { include_in_flight, include_delayed, ..config(URL) }).reading(counts)
+        };
+        assert_eq!(read(true, false).backlog, 14.0);
+        assert_eq!(read(false, false).backlog, 10.0);
+        assert_eq!(read(true, true).backlog, 17.0);
+        assert_eq!(read(false, true).backlog, 13.0);
+        assert_eq!(read(false, false).in_flight, Some(4.0), "in flight is reported even when not counted");
+    }
+
+    #[test]
+    fn settings_default_to_counting_in_flight_but_not_delayed() {
+        let parsed: Config = serde_norway::from_str(&format!("queueUrl: {URL}")).expect("parses");
+        assert_eq!(parsed, config(URL));
+        let unknown = serde_norway::from_str::<Config>(&format!("queueUrl: {URL}\nscaleOnInFlight: true"));
+        assert!(unknown.is_err(), "unknown fields are refused");
+    }
+}

@@ -1,0 +1,346 @@
+//! A Deployment, read from a watch and written through its `scale` subresource.
+//!
+//! Reads are free: one list-and-watch per namespace ([`DeploymentWatch`]) keeps every Deployment's replica count and
+//! annotations in memory, so a thousand targets polled every second cost the API server nothing. Writes are rare and
+//! careful: the `scale` subresource is read fresh, the write is refused if the count is no longer the one the
+//! decision was made from, and the patch carries the `resourceVersion` it read, so a concurrent change (a human with
+//! `kubectl scale`, another agent) makes the API answer 409 instead of being overwritten. Every write is told as a
+//! Kubernetes Event on the Deployment (`SuccessfulRescale`, as the HPA says), with the decision's reason, so
+//! `kubectl describe deployment` tells the story.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
+use crate::config::ScaleDownConfig;
+
+/// Every Deployment of one namespace, kept current by a watch.
+#[derive(Clone)]
+pub struct DeploymentWatch {
+    store: Store<Deployment>,
+    namespace: String,
+}
+
+impl DeploymentWatch {
+    /// Starts watching `namespace`; the returned future drives the watch and must be spawned.
+    pub fn start(
+        client: kube::Client,
+        namespace: &str,
+    ) -> (DeploymentWatch, impl Future<Output = ()> + Send + 'static) {
+        let api: Api<Deployment> = Api::namespaced(client, namespace);
+        let (store, writer) = reflector::store();
+        let driver = async move {
+            use futures::StreamExt;
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(forget_what_scaling_does_not_need)
+                .reflect(writer)
+                .applied_objects();
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "deployment watch interrupted; retrying with backoff");
+                }
+            }
+        };
+        (DeploymentWatch { store, namespace: namespace.to_owned() }, driver)
+    }
+
+    /// Waits until the first list has arrived.
+    pub async fn ready(&self) {
+        // The writer lives as long as the driver; if it is gone, reads report NotFound, which is the truth.
+        let _ = self.store.wait_until_ready().await;
+    }
+
+    /// Whether the first list has arrived.
+    pub fn is_ready(&self) -> bool {
+        use futures::FutureExt;
+        self.store.wait_until_ready().now_or_never().is_some()
+    }
+
+    /// Whether the Deployment `name` selects pods with these labels (its pods carry them).
+    pub fn selects(&self, name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.get(name).and_then(|d| d.spec.as_ref().map(|s| selector_matches(&s.selector, labels))).unwrap_or(false)
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.store.get(&ObjectRef::new(name).within(&self.namespace))
+    }
+}
+
+/// A label selector's verdict on a set of labels (`matchLabels` and `matchExpressions`, as the API defines them).
+pub fn selector_matches(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let labels_match = selector.match_labels.iter().flatten().all(|(key, value)| labels.get(key) == Some(value));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let listed = || value.is_some_and(|v| e.values.iter().flatten().any(|allowed| allowed == v));
+        match e.operator.as_str() {
+            "In" => listed(),
+            "NotIn" => !listed(),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
+}
+
+/// The pod template is most of a Deployment's size and none of the autoscaler's business.
+fn forget_what_scaling_does_not_need(deployment: &mut Deployment) {
+    deployment.metadata.managed_fields = None;
+    if let Some(spec) = deployment.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// One Deployment to scale.
+pub struct DeploymentTarget {
+    api: Api<Deployment>,
+    events: Api<Event>,
+    pods: Api<Pod>,
+    http: reqwest::Client,
+    watch: DeploymentWatch,
+    name: String,
+    reporter: String,
+    scale_down: ScaleDownConfig,
+}
+
+/// The longest Event note the API accepts.
+const MAX_NOTE_BYTES: usize = 1024;
+
+impl DeploymentTarget {
+    /// The Deployment `name` in the watched namespace; scale writes are told as Events from `reporter` (this
+    /// agent's identity).
+    pub fn new(
+        client: kube::Client,
+        watch: DeploymentWatch,
+        name: &str,
+        reporter: &str,
+        scale_down: ScaleDownConfig,
+    ) -> DeploymentTarget {
+        DeploymentTarget {
+            api: Api::namespaced(client.clone(), &watch.namespace),
+            events: Api::namespaced(client.clone(), &watch.namespace),
+            pods: Api::namespaced(client, &watch.namespace),
+            http: reqwest::Client::new(),
+            watch,
+            name: name.to_owned(),
+            reporter: reporter.to_owned(),
+            scale_down,
+        }
+    }
+
+    /// Best effort: sets the pods' deletion cost so idle workers go first; never stops the scale-down.
+    async fn prefer_idle_pods(&self) {
+        let Some(selector) = self.watch.get(&self.name).and_then(|d| d.spec.as_ref().map(|s| s.selector.clone()))
+        else {
+            return;
+        };
+        let port = self.scale_down.worker_metrics_port;
+        match deletion_cost::mark_idle_pods_first(&self.pods, &self.http, &selector, port).await {
+            Ok(costs) => tracing::info!(deployment = %self.name, ?costs, "set pod-deletion-cost: idle pods go first"),
+            Err(error) => tracing::warn!(deployment = %self.name, %error, "scaling down without idle-first"),
+        }
+    }
+
+    /// Creates one `events.k8s.io/v1` Event per write. kube-rs's `Recorder` folds repeats into a series that keeps
+    /// the first note, which would show every later write with the first write's reason; each decision has its
+    /// own, so each gets its own Event, named as client-go names them (`<object>.<unix nanos in hex>`).
+    fn tell(&self, uid: Option<String>, to: u32, reason: &str) {
+        let mut note = format!("New size: {to}; reason: {reason}");
+        if note.len() > MAX_NOTE_BYTES {
+            let mut cut = MAX_NOTE_BYTES - 3;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        let now = Timestamp::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", self.name, now.as_nanosecond())),
+                namespace: Some(self.watch.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some("Normal".to_owned()),
+            reason: Some("SuccessfulRescale".to_owned()),
+            action: Some("Scale".to_owned()),
+            note: Some(note),
+            regarding: Some(ObjectReference {
+                api_version: Some("apps/v1".to_owned()),
+                kind: Some("Deployment".to_owned()),
+                name: Some(self.name.clone()),
+                namespace: Some(self.watch.namespace.clone()),
+                uid,
+                ..ObjectReference::default()
+            }),
+            reporting_controller: Some("queue-scaler".to_owned()),
+            reporting_instance: Some(self.reporter.clone()),
+            ..Event::default()
+        };
+        // The scale is written; telling it must not hold up or fail the write, so it goes on its own.
+        let (events, deployment) = (self.events.clone(), self.name.clone());
+        tokio::spawn(async move {
+            if let Err(error) = events.create(&PostParams::default(), &event).await {
+                tracing::warn!(%deployment, %error, "scaled, but could not record the Event");
+            }
+        });
+    }
+
+    fn not_found(&self) -> TargetError {
+        TargetError::NotFound { namespace: self.watch.namespace.clone(), name: self.name.clone() }
+    }
+}
+
+impl ScaleTarget for DeploymentTarget {
+    async fn read(&self) -> Result<ScaleState, TargetError> {
+        let deployment = self.watch.get(&self.name).ok_or_else(|| self.not_found())?;
+        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let hold =
+            deployment.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
+        Ok(ScaleState { replicas: u32::try_from(replicas).unwrap_or(0), hold })
+    }
+
+    async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
+        let scale = self.api.get_scale(&self.name).await.map_err(|e| self.api_error(e))?;
+        let found = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        if found != i32::try_from(from).unwrap_or(i32::MAX) {
+            return Err(TargetError::Changed { expected: from, found: u32::try_from(found).unwrap_or(0) });
+        }
+        if to < from && self.scale_down.idle_first {
+            self.prefer_idle_pods().await;
+        }
+        let patch = json!({
+            "metadata": { "resourceVersion": scale.metadata.resource_version },
+            "spec": { "replicas": to },
+        });
+        self.api
+            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.api_error(e))?;
+        self.tell(scale.metadata.uid, to, reason);
+        Ok(())
+    }
+}
+
+impl DeploymentTarget {
+    fn api_error(&self, error: kube::Error) -> TargetError {
+        api_error(error, &self.watch.namespace, &self.name)
+    }
+}
+
+fn api_error(error: kube::Error, namespace: &str, name: &str) -> TargetError {
+    match error {
+        kube::Error::Api(status) if status.is_not_found() => {
+            TargetError::NotFound { namespace: namespace.to_owned(), name: name.to_owned() }
+        }
+        kube::Error::Api(status) => TargetError::Api { code: status.code, message: status.message },
+        other => TargetError::Unreachable(other.to_string()),
+    }
+}
+
+/// A change made by a human with `queue-scaler scale`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualChange {
+    /// The replica count to set.
+    pub replicas: Option<u32>,
+    /// Keep the agent off the Deployment until then.
+    pub hold_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Remove an earlier hold.
+    pub release: bool,
+}
+
+impl ManualChange {
+    /// One line saying what was done.
+    pub fn describe(&self, namespace: &str, name: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(replicas) = self.replicas {
+            parts.push(format!("scaled to {replicas}"));
+        }
+        if let Some(until) = self.hold_until {
+            parts.push(format!("held until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
+        if self.release {
+            parts.push("hold released".to_owned());
+        }
+        format!("deployment {namespace}/{name}: {}", parts.join(", "))
+    }
+}
+
+/// Applies a manual change: the hold first, so the agent does not undo the new count in between.
+pub async fn change_by_hand(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    change: &ManualChange,
+) -> Result<(), TargetError> {
+    let api: Api<Deployment> = Api::namespaced(client, namespace);
+    let to_error = |e| api_error(e, namespace, name);
+    let annotation = match (change.hold_until, change.release) {
+        (Some(until), _) => Some(json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
+        (None, true) => Some(serde_json::Value::Null),
+        (None, false) => None,
+    };
+    if let Some(value) = annotation {
+        let patch = json!({ "metadata": { "annotations": { HOLD_ANNOTATION: value } } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+    }
+    if let Some(replicas) = change.replicas {
+        let patch = json!({ "spec": { "replicas": replicas } });
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("app", "worker")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "In".into(),
+                values: Some(vec!["batch".into(), "gpu".into()]),
+            }]),
+        };
+        assert!(selector_matches(&selector, &labels(&[("app", "worker"), ("tier", "gpu"), ("x", "y")])));
+        assert!(!selector_matches(&selector, &labels(&[("app", "worker"), ("tier", "web")])));
+        assert!(!selector_matches(&selector, &labels(&[("tier", "gpu")])));
+        let absent = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "canary".into(),
+                operator: "DoesNotExist".into(),
+                values: None,
+            }]),
+            ..LabelSelector::default()
+        };
+        assert!(selector_matches(&absent, &labels(&[("app", "worker")])));
+        assert!(!selector_matches(&absent, &labels(&[("canary", "1")])));
+    }
+}

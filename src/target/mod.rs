@@ -1,0 +1,111 @@
+//! What gets scaled: a replica count that can be read and written.
+//!
+//! The agent loop is generic over [`ScaleTarget`], so the same loop drives a Deployment through the Kubernetes API
+//! ([`deployment`]) and the simulator's Deployment. A target also reports a manual hold (`queue-scaler scale
+//! --hold`), which the loop honours before asking the policy anything.
+
+pub mod deletion_cost;
+pub mod deployment;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+/// The annotation that tells the agent to leave a Deployment alone until an RFC 3339 time.
+pub const HOLD_ANNOTATION: &str = "queue-scaler.io/hold-until";
+
+/// What the loop needs to know about a target before deciding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleState {
+    /// The replica count the target runs now (the Deployment's `spec.replicas`).
+    pub replicas: u32,
+    /// A manual hold: the agent must not write before this time.
+    pub hold: Option<Hold>,
+}
+
+/// A manual hold on a target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// Held until this time.
+    Until(DateTime<Utc>),
+    /// The annotation could not be read; a human meant to hold, so the agent holds and says how to fix it.
+    Unreadable(String),
+}
+
+impl Hold {
+    /// Reads the annotation's value.
+    pub fn parse(value: &str) -> Hold {
+        match DateTime::parse_from_rfc3339(value.trim()) {
+            Ok(until) => Hold::Until(until.with_timezone(&Utc)),
+            Err(_) => Hold::Unreadable(format!(
+                "annotation {HOLD_ANNOTATION}=`{value}` is not an RFC 3339 time; fix it (e.g. 2026-11-23T18:00:00Z) \
+                 or remove it"
+            )),
+        }
+    }
+
+    /// Whether the hold is in force at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            Hold::Until(until) => *until > now,
+            Hold::Unreadable(_) => true,
+        }
+    }
+}
+
+/// Why a target could not be read or written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    /// The Deployment does not exist (yet).
+    #[error("deployment {namespace}/{name} not found")]
+    NotFound {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Someone else changed the replica count since it was read; the next poll decides again from the new count.
+    #[error("the replica count changed to {found} since it was read as {expected}; deciding again next poll")]
+    Changed {
+        /// What the decision assumed.
+        expected: u32,
+        /// What the target has now.
+        found: u32,
+    },
+    /// The API refused or failed the request.
+    #[error("the Kubernetes API answered {code}: {message}")]
+    Api {
+        /// HTTP status.
+        code: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// The API could not be reached, or did not answer in time.
+    #[error("the Kubernetes API is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// Something with a replica count.
+pub trait ScaleTarget: Send + Sync {
+    /// The current count and any manual hold.
+    fn read(&self) -> impl Future<Output = Result<ScaleState, TargetError>> + Send;
+    /// Sets the count from `from` to `to`; `reason` is the decision's reason, already scrubbed of secrets, for
+    /// humans (e.g. a Kubernetes Event). Fails with [`TargetError::Changed`] if the count is no longer `from`, so a
+    /// decision is never applied to a state it was not made for.
+    fn write(&self, from: u32, to: u32, reason: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_until_the_time_and_holds_on_garbage() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").expect("time").with_timezone(&Utc);
+        assert!(Hold::parse("2026-11-23T13:00:00Z").is_active(now));
+        assert!(!Hold::parse("2026-11-23T11:00:00+00:00").is_active(now));
+        let garbage = Hold::parse("tomorrow");
+        assert!(garbage.is_active(now));
+        assert!(matches!(garbage, Hold::Unreadable(m) if m.contains("not an RFC 3339 time")));
+    }
+}

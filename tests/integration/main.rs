@@ -1,0 +1,17 @@
+//! Integration tests against real peers and the fake Kubernetes API, in one binary.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod agent_api_faults;
+mod agent_cluster;
+mod agent_idle_first;
+mod agent_rabbitmq;
+mod cli_check;
+mod fake_kube;
+mod helm_chart;
+mod prometheus_source;
+mod pubsub_source;
+mod rabbitmq_source;
+mod secrets;
+mod sqs_source;

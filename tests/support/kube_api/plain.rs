@@ -1,0 +1,102 @@
+//! Kinds the fake keeps as they are sent, with no behaviour of their own: what `helm install` of the
+//! project's chart creates around the agent (ServiceAccount, ConfigMap, Service, Role, RoleBinding,
+//! PodDisruptionBudget, and the Prometheus Operator's ServiceMonitor, as if its CRD were installed).
+//!
+//! Helm maps each manifest to a resource through discovery, reads each object (a 404 means it may
+//! create it without adopting someone else's), then creates it. A real server does nothing more for
+//! these kinds that Helm or the chart's checks observe, so the fake stamps identity and
+//! resourceVersion as it does for every kind, and leaves out a real server's defaulting (a Service
+//! gets no clusterIP) and RBAC's escalation check (the fake has no users). Their kubectl tables have
+//! the Name and Age columns a kind without printer columns gets.
+
+use super::resources::{Endpoint, Kind, Shape};
+
+/// A kind stored as sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlainKind {
+    /// Core `v1` ServiceAccount.
+    ServiceAccount,
+    /// Core `v1` ConfigMap.
+    ConfigMap,
+    /// Core `v1` Service.
+    Service,
+    /// `rbac.authorization.k8s.io/v1` Role.
+    Role,
+    /// `rbac.authorization.k8s.io/v1` RoleBinding.
+    RoleBinding,
+    /// `policy/v1` PodDisruptionBudget.
+    PodDisruptionBudget,
+    /// `monitoring.coreos.com/v1` ServiceMonitor.
+    ServiceMonitor,
+}
+
+/// The named groups these kinds add to discovery.
+pub(super) const GROUPS: &[&str] = &["rbac.authorization.k8s.io", "policy", "monitoring.coreos.com"];
+
+/// A namespaced `v1` resource stored as sent.
+const fn plain(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind_name: &'static str,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    kind: PlainKind,
+) -> Endpoint {
+    Endpoint {
+        group,
+        version: "v1",
+        plural,
+        singular,
+        kind_name,
+        short_names,
+        categories,
+        kind: Kind::Plain(kind),
+        shape: Shape::AsStored,
+    }
+}
+
+static SERVICE_ACCOUNTS: Endpoint =
+    plain("", "serviceaccounts", "serviceaccount", "ServiceAccount", &["sa"], &[], PlainKind::ServiceAccount);
+static CONFIG_MAPS: Endpoint = plain("", "configmaps", "configmap", "ConfigMap", &["cm"], &[], PlainKind::ConfigMap);
+static SERVICES: Endpoint = plain("", "services", "service", "Service", &["svc"], &["all"], PlainKind::Service);
+static ROLES: Endpoint = plain("rbac.authorization.k8s.io", "roles", "role", "Role", &[], &[], PlainKind::Role);
+static ROLE_BINDINGS: Endpoint =
+    plain("rbac.authorization.k8s.io", "rolebindings", "rolebinding", "RoleBinding", &[], &[], PlainKind::RoleBinding);
+static POD_DISRUPTION_BUDGETS: Endpoint = plain(
+    "policy",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    "PodDisruptionBudget",
+    &["pdb"],
+    &[],
+    PlainKind::PodDisruptionBudget,
+);
+static SERVICE_MONITORS: Endpoint = plain(
+    "monitoring.coreos.com",
+    "servicemonitors",
+    "servicemonitor",
+    "ServiceMonitor",
+    &["smon"],
+    &["prometheus-operator"],
+    PlainKind::ServiceMonitor,
+);
+
+/// Every endpoint of a plain kind.
+pub(super) static ENDPOINTS: [&Endpoint; 7] =
+    [&SERVICE_ACCOUNTS, &CONFIG_MAPS, &SERVICES, &ROLES, &ROLE_BINDINGS, &POD_DISRUPTION_BUDGETS, &SERVICE_MONITORS];
+
+impl PlainKind {
+    /// Where this kind is served.
+    pub(super) fn endpoint(self) -> &'static Endpoint {
+        match self {
+            PlainKind::ServiceAccount => &SERVICE_ACCOUNTS,
+            PlainKind::ConfigMap => &CONFIG_MAPS,
+            PlainKind::Service => &SERVICES,
+            PlainKind::Role => &ROLES,
+            PlainKind::RoleBinding => &ROLE_BINDINGS,
+            PlainKind::PodDisruptionBudget => &POD_DISRUPTION_BUDGETS,
+            PlainKind::ServiceMonitor => &SERVICE_MONITORS,
+        }
+    }
+}
