@@ -20,5 +20,7 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== tests"
-cargo nextest run --all-targets --locked --profile ci "$@"
+# `--tests` runs the library, binary and integration tests; the benches start peers and time things, so they are
+# compiled by clippy above but run only by `cargo bench`.
+cargo nextest run --tests --locked --profile ci "$@"
 cargo test --doc --locked --quiet
