@@ -102,7 +102,7 @@ pub fn read_observations(text: &str, target: &TargetConfig) -> Result<Vec<Tick>,
         if fields.len() != columns.count {
             return Err(ReplayError::FieldCount { line, expected: columns.count, found: fields.len() });
         }
-        let time_s = number(line, "time_s", fields[columns.time_s])?;
+        let time_s = time(line, fields[columns.time_s])?;
         let source = source_index(line, fields[columns.source], target)?;
         let optional = |column: Option<usize>, name: &'static str| -> Result<Option<f64>, ReplayError> {
             match column.map(|i| fields[i]).filter(|f| !f.is_empty()) {
@@ -178,6 +178,23 @@ fn number(line: usize, column: &'static str, field: &str) -> Result<f64, ReplayE
             problem: "must be a number ≥ 0".to_owned(),
         }),
     }
+}
+
+/// The latest `time_s` a replay accepts: decades, far beyond any recording, and far below where adding it to a clock
+/// would overflow.
+const MAX_TIME_S: f64 = 1e9;
+
+fn time(line: usize, field: &str) -> Result<f64, ReplayError> {
+    let time_s = number(line, "time_s", field)?;
+    if time_s > MAX_TIME_S {
+        return Err(ReplayError::Value {
+            line,
+            column: "time_s",
+            value: field.to_owned(),
+            problem: format!("is more than {MAX_TIME_S:e} seconds after the start; use seconds from the first row"),
+        });
+    }
+    Ok(time_s)
 }
 
 fn source_index(line: usize, field: &str, target: &TargetConfig) -> Result<usize, ReplayError> {

@@ -164,6 +164,10 @@ fn every_error_names_its_line() {
         "line 3: source `jobs` already has a row at time_s 1"
     );
     assert!(error("time_s,source,backlog\n1,jobs,1e13\n").starts_with("line 2: backlog \"1e13\" rejected reading"));
+    assert_eq!(
+        error("time_s,source,backlog\n1e300,jobs,4\n"),
+        "line 2: time_s \"1e300\" is more than 1e9 seconds after the start; use seconds from the first row"
+    );
 }
 
 #[test]
