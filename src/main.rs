@@ -1,5 +1,6 @@
 //! The `queue-scaler` command line: parses arguments, sets up logging and signals, and calls into the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -282,8 +283,14 @@ fn pick_target<'a>(config: &'a Config, deployment: Option<&str>) -> Result<&'a T
 fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
+            match std::io::stdout().lock().write_all(output.as_bytes()) {
+                // `simulate --json | head` closes the pipe early: the reader has what it wanted.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("queue-scaler: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(error) => {
             eprintln!("{}", describe(&error));

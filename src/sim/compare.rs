@@ -155,6 +155,21 @@ mod tests {
     }
 
     #[test]
+    fn a_target_with_idle_first_hands_back_fewer_jobs_on_scale_down() {
+        let handed_back = |idle_first: bool| {
+            let mut config = default_config();
+            config.targets[0].scale_down.idle_first = idle_first;
+            let jobs = builtin("on-off").expect("built-in trace");
+            let outcome =
+                run_agent(jobs, &config.targets[0], config.poll_interval, WorldSettings::default(), &mut |_| {})
+                    .expect("valid setup");
+            outcome.report.handed_back
+        };
+        let (newest_first, idle_first) = (handed_back(false), handed_back(true));
+        assert!(idle_first < newest_first, "idle-first handed back {idle_first}, newest-first {newest_first}");
+    }
+
+    #[test]
     fn invalid_settings_are_refused_before_running() {
         let config = default_config();
         let setup = Setup {

@@ -99,7 +99,8 @@ pub fn give_up_at(world: &World) -> Duration {
     Duration::from_secs_f64(world.last_arrival_s()) + DRAIN_ALLOWANCE
 }
 
-/// Runs the agent's loop for `target` over `jobs`; `progress` gets the fraction of the trace simulated so far.
+/// Runs the agent's loop for `target` over `jobs`; `progress` gets the fraction of the trace simulated so far. The
+/// target's `scaleDown.idleFirst` turns on idle-first removal in the simulated Deployment.
 pub fn run_agent(
     jobs: Vec<Job>,
     target: &TargetConfig,
@@ -108,6 +109,8 @@ pub fn run_agent(
     progress: &mut dyn FnMut(f64),
 ) -> Result<PolicyOutcome, SimulationError> {
     settings.validate()?;
+    // The agent with `scaleDown.idleFirst` marks idle pods for removal; the simulated Deployment honours that.
+    let settings = WorldSettings { idle_first: settings.idle_first || target.scale_down.idle_first, ..settings };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
