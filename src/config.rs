@@ -395,7 +395,8 @@ impl Config {
                 problems.push(Problem::new(
                     format!("{path}.deployment"),
                     format!(
-                        "`{}` is already scaled by targets[{first}]; two targets would fight over one Deployment",
+                        "`{}` is already scaled by targets[{first}]; two targets would fight over one Deployment, so \
+                         merge their sources into one target",
                         target.deployment
                     ),
                 ));
@@ -563,6 +564,8 @@ fn split_nested(message: &str) -> Option<(&str, &str)> {
 /// Turns a serde error at `path` into a [`Problem`] with a suggestion, scrubbing any expanded secret from it.
 fn problem_from_serde(path: &str, message: &str, secrets: &Secrets) -> Problem {
     let (path, message) = match split_nested(message) {
+        // A nested deserializer's own root is `.`; it is the path serde_path_to_error stopped at.
+        Some((".", inner)) => (path.to_owned(), inner.to_owned()),
         Some((sub, inner)) => (Problem::new(sub, "").under(path).path, inner.to_owned()),
         None => (path.to_owned(), message.to_owned()),
     };
@@ -583,7 +586,24 @@ fn problem_from_serde(path: &str, message: &str, secrets: &Secrets) -> Problem {
     if let Some(field) = between(&message, "missing field `", "`") {
         return Problem::new(Problem::new(field, "").under(&path).path, "missing; this field is required");
     }
-    Problem::new(path, secrets.scrub(&message))
+    Problem::new(path, secrets.scrub(&plain_types(&message)))
+}
+
+/// serde names the Rust type it expected (`u32`, `struct MetricsConfig`); the user needs what to write instead.
+fn plain_types(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let plain = match expected {
+        "u32" | "u64" => "a whole number (0 or more)",
+        "u16" => "a port number (1 to 65535)",
+        "f64" => "a number",
+        "a boolean" => "`true` or `false`",
+        "a sequence" => "a list, e.g. `[a, b]`",
+        _ if expected.starts_with("struct ") => "a mapping of `field: value` settings",
+        _ => expected,
+    };
+    format!("{head}, expected {plain}")
 }
 
 fn strip_location(message: &str) -> String {

@@ -213,9 +213,9 @@ fn latency_target_problems_name_line_and_field() {
     let text = with("    sources:\n", "    latencyTarget: { maxWait: 0s, jobDuration: 0s }\n    sources:\n");
     assert_eq!(
         errors(&text),
-        "qs.yaml:9: targets[0].latencyTarget.maxWait: must be longer than zero: no number of replicas makes every \
-         job start at once\nqs.yaml:9: targets[0].latencyTarget.jobDuration: must be longer than zero; omit it to \
-         learn it from the sources' arrival rate and in-flight count"
+        "qs.yaml:9: targets[0].latencyTarget.maxWait: must be longer than zero (no number of replicas makes every \
+         job start at once); use e.g. `2m`\nqs.yaml:9: targets[0].latencyTarget.jobDuration: must be longer than \
+         zero; omit it to learn it from the sources' arrival rate and in-flight count"
     );
     let text = with("    sources:\n", "    latencyTarget: { maxWait: 1m }\n    sources:\n")
         .replace("        backlogPerWorker: 5\n", "        backlogPerWorker: 5\n        managementUrl: http://rabbitmq:15672\n        excludeUnacknowledged: true\n");
@@ -241,4 +241,131 @@ fn scale_down_policy_and_an_explicit_window_cannot_both_be_set() {
     let message = errors(&long);
     assert!(message.contains("targets[0].burst.holdFor: is longer than an hour"), "{message}");
     assert!(message.contains("targets[0].scaleDownPolicy.delay: is longer than an hour"), "{message}");
+}
+
+/// The table users read: every rule `check` applies, with an example and the message it prints.
+const ERROR_TABLE: &str = include_str!("../../docs/config-errors.md");
+
+/// Where an example's key goes in the base config: a top-level or target field goes there; any other key (a
+/// source setting, or a misspelt field) goes where the row's message points.
+const TOP_FIELDS: &[&str] = &["namespace", "pollInterval", "readTimeout", "metrics", "leaderElection", "targets"];
+const TARGET_FIELDS: &[&str] = &[
+    "deployment",
+    "minReplicas",
+    "maxReplicas",
+    "activation",
+    "sources",
+    "behavior",
+    "schedules",
+    "fallback",
+    "latencyTarget",
+    "burst",
+    "scaleDownPolicy",
+    "scaleDown",
+];
+
+/// The text of a markdown code span (`` `a` `` or ``` `` a `b` `` ```).
+fn code_span(cell: &str) -> &str {
+    let ticks = cell.len() - cell.trim_start_matches('`').len();
+    assert!(ticks > 0 && cell.ends_with(&"`".repeat(ticks)), "not one code span: {cell}");
+    let inner = &cell[ticks..cell.len() - ticks];
+    inner.strip_prefix(' ').and_then(|i| i.strip_suffix(' ')).unwrap_or(inner)
+}
+
+/// The top level (0), the first target (1) or its first source (2) of a config.
+fn level_in(tree: &mut Value, level: usize) -> &mut serde_norway::Mapping {
+    let mut node = tree;
+    if level >= 1 {
+        node = node.get_mut("targets").and_then(|t| t.get_mut(0)).expect("the base has a target");
+    }
+    if level >= 2 {
+        node = node.get_mut("sources").and_then(|s| s.get_mut(0)).expect("the base has a source");
+    }
+    node.as_mapping_mut().expect("a mapping")
+}
+
+/// The base config with one row's example applied, as the doc's "How to read the table" describes it.
+fn config_for_example(base: &str, example: &str, message_path: &str) -> String {
+    if example == "an empty file" {
+        return String::new();
+    }
+    if let Some(file) = example.strip_prefix("the whole file is ") {
+        return code_span(file).to_owned();
+    }
+    let mut tree: Value = serde_norway::from_str(base).expect("the base config is YAML");
+    let level_of_message = if message_path.starts_with("targets[0].sources[0].") {
+        2
+    } else {
+        usize::from(message_path.starts_with("targets[0]."))
+    };
+    let level = |key: &str| match key {
+        _ if TOP_FIELDS.contains(&key) => 0,
+        _ if TARGET_FIELDS.contains(&key) => 1,
+        _ => level_of_message,
+    };
+    if let Some(key) = example.strip_prefix("no ") {
+        let key = code_span(key);
+        assert!(level_in(&mut tree, level(key)).remove(key).is_some(), "the base config has no `{key}` to remove");
+    } else {
+        let spans: Vec<&str> = example.split('`').skip(1).step_by(2).collect();
+        assert!(!spans.is_empty(), "the example `{example}` has no code span");
+        let mut new_source = serde_norway::Mapping::new();
+        for span in spans {
+            let entry: serde_norway::Mapping =
+                serde_norway::from_str(span).unwrap_or_else(|e| panic!("`{span}` is not `key: value`: {e}"));
+            for (key, value) in entry {
+                let name = key.as_str().expect("keys are strings").to_owned();
+                match level(&name) {
+                    2 => new_source.insert(key, value),
+                    level => level_in(&mut tree, level).insert(key, value),
+                };
+            }
+        }
+        // A `type:` starts a new source; other source settings change the base's RabbitMQ source.
+        if new_source.contains_key("type") {
+            *level_in(&mut tree, 2) = new_source;
+        } else if !new_source.is_empty() {
+            level_in(&mut tree, 2).extend(new_source);
+        }
+    }
+    serde_norway::to_string(&tree).expect("serializes")
+}
+
+#[test]
+fn every_row_of_the_config_error_table_is_what_check_prints() {
+    let base = ERROR_TABLE
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("the doc shows the base config in a ```yaml block")
+        .0;
+    Config::parse("qs.yaml", base, env).expect("the base config is valid");
+    let rows: Vec<&str> = ERROR_TABLE
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("| Rule ") && !l.starts_with("|--"))
+        .collect();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for row in &rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [_, _rule, example, message, _] = cells[..] else {
+            panic!("a row needs three cells (rule, example, message): {row}");
+        };
+        let expected = code_span(message);
+        let path = expected.split_once(": ").map_or("", |(p, _)| p);
+        let text = config_for_example(base, example, path);
+        let printed = Config::parse("qs.yaml", &text, env).err().map(|e| e.to_string()).unwrap_or_default();
+        // What follows `FILE:LINE: ` (or `FILE: ` for a problem without a line).
+        let shown = printed.strip_prefix("qs.yaml:").map(|rest| {
+            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            rest.strip_prefix(": ").unwrap_or(rest.trim_start())
+        });
+        if printed.lines().count() == 1 && shown == Some(expected) {
+            checked += 1;
+        } else {
+            failures.push(format!("{example}\n  expected: {expected}\n  printed:  {printed}\n  config:\n{text}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows differ from `check`:\n{}", failures.len(), failures.join("\n"));
+    assert!(rows.len() > 50, "the table has only {} rows; did the row format change?", rows.len());
+    assert_eq!(checked, rows.len());
 }

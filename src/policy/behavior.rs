@@ -133,7 +133,10 @@ impl ScalingRules {
         if let Some(window) = self.stabilization_window_seconds.filter(|w| *w > MAX_WINDOW_SECONDS) {
             problems.push(Problem::new(
                 "stabilizationWindowSeconds",
-                format!("{window} is above the HPA's limit of {MAX_WINDOW_SECONDS} seconds"),
+                format!(
+                    "{window} is above the HPA's limit of {MAX_WINDOW_SECONDS} seconds; use at most \
+                     {MAX_WINDOW_SECONDS}"
+                ),
             ));
         }
         match &self.policies {
@@ -147,12 +150,18 @@ impl ScalingRules {
             Some(policies) => {
                 for (i, policy) in policies.iter().enumerate() {
                     if policy.value == 0 {
-                        problems.push(Problem::new(format!("policies[{i}].value"), "must be at least 1"));
+                        problems.push(Problem::new(
+                            format!("policies[{i}].value"),
+                            "must be at least 1; to allow no change in this direction, set `selectPolicy: Disabled`",
+                        ));
                     }
                     if !(1..=MAX_PERIOD_SECONDS).contains(&policy.period_seconds) {
                         problems.push(Problem::new(
                             format!("policies[{i}].periodSeconds"),
-                            format!("{} is outside 1..={MAX_PERIOD_SECONDS} seconds", policy.period_seconds),
+                            format!(
+                                "{} is outside 1..={MAX_PERIOD_SECONDS} seconds; use e.g. 60",
+                                policy.period_seconds
+                            ),
                         ));
                     }
                 }

@@ -46,7 +46,10 @@ impl BurstConfig {
     /// Problems with this block, relative to it.
     pub fn problems(&self) -> Vec<Problem> {
         if self.hold_for > Duration::from_secs(3600) {
-            vec![Problem::new("holdFor", "is longer than an hour; a burst that long is the normal load")]
+            vec![Problem::new(
+                "holdFor",
+                "is longer than an hour; a burst that long is the normal load, so use at most `1h`",
+            )]
         } else {
             Vec::new()
         }

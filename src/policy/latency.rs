@@ -61,7 +61,7 @@ impl LatencyTarget {
         if self.max_wait.is_zero() {
             problems.push(Problem::new(
                 "maxWait",
-                "must be longer than zero: no number of replicas makes every job start at once",
+                "must be longer than zero (no number of replicas makes every job start at once); use e.g. `2m`",
             ));
         }
         if self.job_duration.is_some_and(|d| d.is_zero()) {

@@ -53,7 +53,10 @@ impl ScaleDownPolicy {
     /// Problems with this block, relative to it.
     pub fn problems(&self) -> Vec<Problem> {
         if self.delay > MAX_DELAY {
-            vec![Problem::new("delay", "is longer than an hour, the HPA's limit for a stabilization window")]
+            vec![Problem::new(
+                "delay",
+                "is longer than an hour, the HPA's limit for a stabilization window; use at most `1h`",
+            )]
         } else {
             Vec::new()
         }

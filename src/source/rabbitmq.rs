@@ -64,7 +64,8 @@ impl Config {
             }
             None if self.exclude_unacknowledged => problems.push(Problem::new(
                 "excludeUnacknowledged",
-                "only applies with `managementUrl` (over AMQP only ready messages are counted anyway)",
+                "only applies with `managementUrl` (over AMQP only ready messages are counted anyway); add \
+                 `managementUrl` or remove it",
             )),
             _ => {}
         }
