@@ -48,15 +48,20 @@ impl Reading {
     pub fn checked(self) -> Result<Reading, SourceError> {
         let plausible = |v: f64| v.is_finite() && (0.0..=MAX_BELIEVABLE_BACKLOG).contains(&v);
         if !plausible(self.backlog) {
-            return Err(SourceError::Rejected(format!("backlog {} is not a count of messages", self.backlog)));
+            return Err(SourceError::Rejected(format!("backlog {} is not a count of messages", shown(self.backlog))));
         }
         for (what, value) in [("in-flight count", self.in_flight), ("arrival rate", self.arrival_rate)] {
             if let Some(v) = value.filter(|v| !plausible(*v)) {
-                return Err(SourceError::Rejected(format!("{what} {v} is not plausible")));
+                return Err(SourceError::Rejected(format!("{what} {} is not plausible", shown(v))));
             }
         }
         Ok(self)
     }
+}
+
+/// A rejected value as a log line can show it: `{}` writes every digit of an f64, so 1e300 would be 301 of them.
+fn shown(value: f64) -> String {
+    if value.abs() > MAX_BELIEVABLE_BACKLOG { format!("{value:e}") } else { value.to_string() }
 }
 
 /// Why a source could not be read. Every string in here has been scrubbed of credentials.
@@ -303,5 +308,24 @@ mod tests {
         let err = Reading { backlog: 1.0, arrival_rate: Some(f64::NAN), ..Reading::default() }.checked();
         assert!(err.is_err());
         assert!(Reading { backlog: 0.0, in_flight: Some(3.0), ..Reading::default() }.checked().is_ok());
+    }
+
+    #[test]
+    fn a_rejection_shows_huge_values_in_exponent_form() {
+        let text = |reading: Reading| reading.checked().unwrap_err().to_string();
+        assert_eq!(
+            text(Reading { backlog: 1e300, ..Reading::default() }),
+            "rejected reading: backlog 1e300 is not a count of messages"
+        );
+        assert_eq!(
+            text(Reading { backlog: -5.0, ..Reading::default() }),
+            "rejected reading: backlog -5 is not a count of messages"
+        );
+        assert_eq!(
+            text(Reading { backlog: f64::NEG_INFINITY, ..Reading::default() }),
+            "rejected reading: backlog -inf is not a count of messages"
+        );
+        let rate = Reading { backlog: 1.0, arrival_rate: Some(2.5e13), ..Reading::default() };
+        assert_eq!(text(rate), "rejected reading: arrival rate 2.5e13 is not plausible");
     }
 }

@@ -14,7 +14,11 @@
 //! Credentials come from the AWS SDK's default chain (IRSA or EKS pod identity in a cluster, environment variables
 //! elsewhere); the region from `region`, else the queue URL's host, else that same chain. Loading the chain is
 //! async, so the client is built on the first read and kept; a build that fails (no region) is retried next poll.
+//! The client never retries on its own, as the Pub/Sub source's does not: the agent polls again soon, and the SDK's
+//! backoff inside one read would turn an endpoint that refuses connections into a `timeout` instead of
+//! `unreachable`.
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
@@ -188,7 +192,7 @@ impl Sqs {
     async fn client(&self) -> Result<&Client, SourceError> {
         self.client
             .get_or_try_init(|| async {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
                 if let Some(region) = self.config.region() {
                     loader = loader.region(Region::new(region));
                 }

@@ -4,7 +4,9 @@
 mod support;
 
 mod agent_api_faults;
+mod agent_broker_outage;
 mod agent_cluster;
+mod agent_hostile_values;
 mod agent_idle_first;
 mod agent_rabbitmq;
 mod cli_check;

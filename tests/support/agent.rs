@@ -138,6 +138,18 @@ impl Agent {
         body.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// The sum of every exposition line that starts with `prefix`, e.g. one counter over all its `kind`s: 0 when
+    /// none does yet, `None` if the agent does not answer.
+    pub async fn metric_total(&self, prefix: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub async fn stop(mut self) -> ExitStatus {
         self.signal("TERM");

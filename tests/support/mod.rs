@@ -7,6 +7,7 @@ pub mod moto;
 pub mod prometheus;
 pub mod pubsub;
 pub mod rabbitmq;
+pub mod tcp_proxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

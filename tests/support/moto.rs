@@ -1,7 +1,10 @@
-//! moto's SQS, which the test command starts on 127.0.0.1:4566: dummy credentials and throwaway queues.
+//! moto's SQS, which the test command starts on 127.0.0.1:4566: dummy credentials and throwaway queues; and a moto
+//! server of a test's own, for a test that kills it (the shared one serves every other test).
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::Client;
@@ -43,15 +46,20 @@ impl TestQueue {
     /// Creates a fresh queue named after `prefix`.
     pub async fn new(prefix: &str) -> TestQueue {
         static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("qs-test-{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        TestQueue::named(&endpoint(), &name).await
+    }
+
+    /// Creates the queue `name` on the moto server at `endpoint` (or finds it, if it exists).
+    pub async fn named(endpoint: &str, name: &str) -> TestQueue {
         use_dummy_credentials();
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
-            .endpoint_url(endpoint())
+            .endpoint_url(endpoint)
             .load()
             .await;
         let client = Client::new(&shared);
-        let name = format!("qs-test-{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let created = client.create_queue().queue_name(&name).send().await.expect("moto is up (scripts/test.sh)");
+        let created = client.create_queue().queue_name(name).send().await.expect("moto is up (scripts/test.sh)");
         TestQueue { url: created.queue_url().expect("a queue URL").to_owned(), client }
     }
 
@@ -91,5 +99,62 @@ impl TestQueue {
     /// Deletes the queue.
     pub async fn delete(&self) {
         self.client.delete_queue().queue_url(&self.url).send().await.expect("delete queue");
+    }
+}
+
+/// A `moto_server` process on a free port, for one test. Dropping it kills the process.
+pub struct MotoServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl MotoServer {
+    /// Starts a server on a free port and waits until it answers.
+    pub async fn start() -> MotoServer {
+        let mut server = MotoServer { port: super::agent::free_port(), child: None };
+        server.restart().await;
+        server
+    }
+
+    /// The port the server listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the server listens, as an endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the process, as a crash would: no goodbye on open connections, and all its queues are lost.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Best effort: the process may already be gone.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty, as moto keeps nothing) and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is installed (scripts/peers.sh)");
+        self.child = Some(child);
+        let probe = format!("{}/moto-api/", self.endpoint());
+        super::eventually(Duration::from_secs(30), "moto to answer", || async {
+            reqwest::get(&probe).await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
