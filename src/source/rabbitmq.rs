@@ -144,7 +144,7 @@ impl RabbitMq {
                 _ => {}
             }
         }
-        if detail.contains("ACCESS_REFUSED") || detail.contains("403") {
+        if detail.contains("ACCESS_REFUSED") || mentions_code(&detail, "403") {
             return SourceError::Denied { what: self.endpoint(), detail };
         }
         SourceError::Unreachable { endpoint: self.endpoint(), detail }
@@ -252,9 +252,25 @@ fn encode_segment(raw: &str) -> String {
         .collect()
 }
 
+/// Whether `text` holds the reply code `code` as a number of its own, not inside a longer one such as a port.
+fn mentions_code(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_code_is_not_found_inside_a_port() {
+        assert!(mentions_code("reply 403 (ACCESS_REFUSED)", "403"));
+        assert!(!mentions_code("connection to 127.0.0.1:40312 refused", "403"));
+        assert!(!mentions_code("error 1403", "403"));
+    }
 
     #[test]
     fn management_paths_encode_the_vhost_and_queue() {
