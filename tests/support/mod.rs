@@ -6,7 +6,9 @@ pub mod monitoring;
 pub mod moto;
 pub mod prometheus;
 pub mod pubsub;
+pub mod pubsub_proxy;
 pub mod rabbitmq;
+pub mod workers;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
