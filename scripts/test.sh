@@ -18,8 +18,12 @@ ensure_chart_tools
 echo "== lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The worker-side drain library alone: what a worker built with `default-features = false, features = ["drain"]` gets.
+cargo clippy --no-default-features --features drain --locked -- -D warnings
 
 echo "== tests"
+# The drain kill tests run the example workers as processes; nextest builds tests, not examples.
+cargo build --examples --locked
 # `--tests` runs the library, binary and integration tests; the benches start peers and time things, so they are
 # compiled by clippy above but run only by `cargo bench`.
 cargo nextest run --tests --locked --profile ci "$@"

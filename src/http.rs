@@ -1,4 +1,4 @@
-//! A tiny HTTP/1.1 responder for `/metrics`, `/healthz` and `/readyz`.
+//! A tiny HTTP/1.1 responder for `/metrics`, `/healthz`, `/readyz` and the drain library's `/status`.
 //!
 //! Both the agent and the drain library serve a handful of GET endpoints to Prometheus and kubelet probes. A full
 //! web framework would be most of the drain library's dependency tree, so this answers one request per connection
@@ -28,7 +28,13 @@ impl Response {
         Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
     }
 
+    /// 200 with a JSON body.
+    pub fn json(body: String) -> Response {
+        Response { status: 200, content_type: "application/json", body }
+    }
+
     /// 503 with a reason.
+    #[cfg(feature = "agent")]
     pub fn unavailable(why: impl Into<String>) -> Response {
         Response { status: 503, content_type: "text/plain; charset=utf-8", body: why.into() }
     }

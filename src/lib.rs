@@ -25,6 +25,8 @@ pub mod agent;
 #[cfg(feature = "agent")]
 pub mod config;
 #[cfg(feature = "drain")]
+pub mod drain;
+#[cfg(feature = "drain")]
 mod http;
 #[cfg(feature = "agent")]
 pub mod metrics;

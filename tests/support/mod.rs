@@ -6,8 +6,10 @@ pub mod monitoring;
 pub mod moto;
 pub mod prometheus;
 pub mod pubsub;
+pub mod pubsub_proxy;
 pub mod rabbitmq;
 pub mod tcp_proxy;
+pub mod workers;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

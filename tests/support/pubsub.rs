@@ -60,6 +60,13 @@ pub struct TestSubscription {
 impl TestSubscription {
     /// Creates a topic and a subscription named after `prefix`.
     pub async fn new(prefix: &str) -> TestSubscription {
+        // Long enough that counting never sees a message come back before it is nacked.
+        TestSubscription::with_ack_deadline(prefix, 60).await
+    }
+
+    /// As [`TestSubscription::new`], with the subscription's ack deadline: how long a message leased to a
+    /// subscriber that went away waits before it is delivered again.
+    pub async fn with_ack_deadline(prefix: &str, seconds: i32) -> TestSubscription {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let id = format!("qs-{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let topic = format!("projects/{PROJECT}/topics/{id}");
@@ -80,8 +87,7 @@ impl TestSubscription {
             .create_subscription()
             .set_name(format!("projects/{PROJECT}/subscriptions/{id}"))
             .set_topic(&topic)
-            // Long enough that counting never sees a message come back before it is nacked.
-            .set_ack_deadline_seconds(60)
+            .set_ack_deadline_seconds(seconds)
             .send()
             .await
             .expect("create the subscription");
