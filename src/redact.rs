@@ -114,9 +114,12 @@ fn mask_urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
+        // The scheme starts after the last character that cannot be in one, which may be more than one byte long.
         let word_start = rest[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let word_end = rest[pos..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',' | '`'))
             .map_or(rest.len(), |i| pos + i);
@@ -187,5 +190,11 @@ mod tests {
         assert!(!scrubbed.contains("p@ss") && !scrubbed.contains("p%40ss") && !scrubbed.contains("other"));
         assert!(scrubbed.contains("amqp://app:***@h"), "{scrubbed}");
         assert!(scrubbed.contains("http://u:***@x/y"), "{scrubbed}");
+    }
+
+    #[test]
+    fn a_url_right_after_a_multibyte_character_is_masked_without_a_panic() {
+        let scrubbed = Secrets::default().scrub("fila→amqp://app:hunter2@h and Ӕhttp://u:pw@x");
+        assert_eq!(scrubbed, "fila→amqp://app:***@h and Ӕhttp://u:***@x");
     }
 }
