@@ -10,6 +10,7 @@ mod agent_rabbitmq;
 mod cli_check;
 mod fake_kube;
 mod helm_chart;
+mod kafka_source;
 mod prometheus_source;
 mod pubsub_source;
 mod rabbitmq_source;
