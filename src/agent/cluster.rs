@@ -93,7 +93,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
             .targets
             .iter()
             .map(|target| {
-                let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind)).collect();
+                let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, config.read_timeout)).collect();
                 let deployment = DeploymentTarget::new(
                     client.clone(),
                     deployments.clone(),

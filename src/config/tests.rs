@@ -86,14 +86,40 @@ fn missing_required_fields_are_named() {
 }
 
 #[test]
-fn unsupported_and_unknown_source_types_say_so() {
-    let message = errors(&with("type: rabbitmq", "type: kafka"));
-    assert!(
-        message.starts_with("qs.yaml:10: targets[0].sources[0].type: source type `kafka` is not supported yet"),
-        "{message}"
+fn unknown_source_types_list_the_known_ones() {
+    for unknown in ["nats", "kafkaa"] {
+        assert_eq!(
+            errors(&with("type: rabbitmq", &format!("type: {unknown}"))),
+            format!(
+                "qs.yaml:10: targets[0].sources[0].type: unknown source type `{unknown}`; use one of kafka, rabbitmq, \
+                 sqs, prometheus, pubsub, fixed"
+            )
+        );
+    }
+}
+
+#[test]
+fn kafka_sources_parse_with_a_name_from_group_and_topic() {
+    let kafka = "type: kafka\n        brokers: kafka:9092\n        topic: videos\n        group: transcoders\n        \
+                 sasl: {mechanism: SCRAM-SHA-512, username: app, password: \"${RABBITMQ_PASSWORD}\"}";
+    let text = with("type: rabbitmq", kafka)
+        .replace("        url: amqp://app:${RABBITMQ_PASSWORD}@rabbitmq:5672/%2f\n        queue: videos\n", "");
+    let config = Config::parse("qs.yaml", &text, env).expect("valid");
+    let source = &config.targets[0].sources[0];
+    assert_eq!(source.name, "kafka/transcoders/videos");
+    let crate::source::SourceKind::Kafka(kafka) = &source.kind else {
+        panic!("a Kafka source: {:?}", source.kind);
+    };
+    assert_eq!((kafka.brokers.as_str(), kafka.group.as_str()), ("kafka:9092", "transcoders"));
+    assert_eq!(config.secrets.scrub("sasl hunter2"), "sasl ***", "the expanded SASL password is a secret");
+
+    let topicless = text.replace("        topic: videos\n", "");
+    let config = Config::parse("qs.yaml", &topicless, env).expect("valid");
+    assert_eq!(config.targets[0].sources[0].name, "kafka/transcoders/*");
+    assert_eq!(
+        errors(&text.replace("group: transcoders", "group: ''")),
+        "qs.yaml:13: targets[0].sources[0].group: is empty; name the workers' consumer group (their `group.id`)"
     );
-    let message = errors(&with("type: rabbitmq", "type: nats"));
-    assert!(message.starts_with("qs.yaml:10: targets[0].sources[0].type: unknown source type `nats`"), "{message}");
 }
 
 #[test]

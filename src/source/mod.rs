@@ -8,6 +8,7 @@
 //! text is scrubbed of credentials before anyone sees it.
 
 pub mod fixed;
+pub mod kafka;
 pub mod prometheus;
 pub mod pubsub;
 pub mod rabbitmq;
@@ -140,6 +141,8 @@ pub struct SourceSpec {
 /// Every queue type, by its `type:` name in the config.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
+    /// `type: kafka`
+    Kafka(kafka::Config),
     /// `type: rabbitmq`
     RabbitMq(rabbitmq::Config),
     /// `type: sqs`
@@ -152,24 +155,18 @@ pub enum SourceKind {
     Fixed(fixed::Config),
 }
 
-/// Types named in the design that this build does not read yet: `check` says so instead of "unknown".
-const NOT_SUPPORTED_YET: &[&str] = &["kafka"];
-
 impl SourceKind {
     /// Every supported `type:` value.
-    pub const TYPES: &'static [&'static str] = &["rabbitmq", "sqs", "prometheus", "pubsub", "fixed"];
+    pub const TYPES: &'static [&'static str] = &["kafka", "rabbitmq", "sqs", "prometheus", "pubsub", "fixed"];
 
     fn parse(type_name: &str, rest: Value) -> Result<SourceKind, String> {
         match type_name {
+            "kafka" => parse_settings(rest).map(SourceKind::Kafka),
             "rabbitmq" => parse_settings(rest).map(SourceKind::RabbitMq),
             "sqs" => parse_settings(rest).map(SourceKind::Sqs),
             "prometheus" => parse_settings(rest).map(SourceKind::Prometheus),
             "pubsub" => parse_settings(rest).map(SourceKind::PubSub),
             "fixed" => parse_settings(rest).map(SourceKind::Fixed),
-            other if NOT_SUPPORTED_YET.contains(&other) => Err(nested_error(
-                "type",
-                &format!("source type `{other}` is not supported yet; supported: {}", Self::TYPES.join(", ")),
-            )),
             other => Err(nested_error(
                 "type",
                 &format!("unknown source type `{other}`; use one of {}", Self::TYPES.join(", ")),
@@ -177,9 +174,10 @@ impl SourceKind {
         }
     }
 
-    /// The name a source gets when the config gives none, e.g. `rabbitmq/videos`.
+    /// The name a source gets when the config gives none, e.g. `rabbitmq/videos` or `kafka/transcoders/videos`.
     pub fn default_name(&self) -> String {
         match self {
+            SourceKind::Kafka(c) => format!("kafka/{}", c.measured()),
             SourceKind::RabbitMq(c) => format!("rabbitmq/{}", c.queue),
             SourceKind::Sqs(c) => format!("sqs/{}", c.queue_name()),
             SourceKind::Prometheus(c) => format!("prometheus/{}", c.query),
@@ -191,6 +189,7 @@ impl SourceKind {
     /// Problems with the type-specific settings, as (field, message) relative to the source.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
+            SourceKind::Kafka(c) => c.problems(),
             SourceKind::RabbitMq(c) => c.problems(),
             SourceKind::Sqs(c) => c.problems(),
             SourceKind::Prometheus(c) => c.problems(),
@@ -202,6 +201,7 @@ impl SourceKind {
     /// Credentials this source's settings carry, to scrub from anything shown.
     pub fn secrets(&self) -> crate::redact::Secrets {
         match self {
+            SourceKind::Kafka(c) => c.secrets(),
             SourceKind::RabbitMq(c) => c.secrets(),
             SourceKind::Sqs(c) => c.secrets(),
             SourceKind::Prometheus(c) => c.secrets(),
@@ -255,6 +255,8 @@ impl<'de> Deserialize<'de> for SourceSpec {
 /// A live source, built from its spec; connections open lazily on the first read. Readers that hold a client are
 /// boxed, so the enum stays small whichever queue it is.
 pub enum Source {
+    /// A Kafka consumer group's lag.
+    Kafka(Box<kafka::Kafka>),
     /// A RabbitMQ queue.
     RabbitMq(Box<rabbitmq::RabbitMq>),
     /// An SQS queue.
@@ -270,9 +272,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// The reader for a configured source. Opens nothing yet, so it cannot fail on the network.
-    pub fn from_kind(kind: &SourceKind) -> Source {
+    /// The reader for a configured source. Opens nothing yet, so it cannot fail on the network. `read_timeout` is
+    /// the agent's limit on one read, for readers whose blocking calls must end by themselves.
+    pub fn from_kind(kind: &SourceKind, read_timeout: Duration) -> Source {
         match kind {
+            SourceKind::Kafka(c) => Source::Kafka(Box::new(kafka::Kafka::new(c.clone(), read_timeout))),
             SourceKind::RabbitMq(c) => Source::RabbitMq(Box::new(rabbitmq::RabbitMq::new(c.clone()))),
             SourceKind::Sqs(c) => Source::Sqs(Box::new(sqs::Sqs::new(c.clone()))),
             SourceKind::Prometheus(c) => Source::Prometheus(Box::new(prometheus::Prometheus::new(c.clone()))),
@@ -285,6 +289,7 @@ impl Source {
 impl ReadBacklog for Source {
     async fn read(&self) -> Result<Reading, SourceError> {
         match self {
+            Source::Kafka(s) => s.read().await,
             Source::RabbitMq(s) => s.read().await,
             Source::Sqs(s) => s.read().await,
             Source::Prometheus(s) => s.read().await,

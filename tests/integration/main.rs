@@ -17,6 +17,7 @@ mod drain_rabbitmq;
 mod drain_sqs;
 mod fake_kube;
 mod helm_chart;
+mod kafka_source;
 mod prometheus_source;
 mod pubsub_source;
 mod rabbitmq_source;

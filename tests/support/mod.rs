@@ -1,6 +1,7 @@
 //! Shared test support: the fake Kubernetes API and helpers to start real peers.
 
 pub mod agent;
+pub mod kafka;
 pub mod kube_api;
 pub mod monitoring;
 pub mod moto;

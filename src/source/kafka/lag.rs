@@ -1,0 +1,139 @@
+//! Consumer-group lag arithmetic, kept apart from the client so every rule (clamping, the reset policy for
+//! partitions the group never committed, the replica caps) is tested without a broker.
+
+use serde::Deserialize;
+
+/// What counts as lag on a partition the group has never committed an offset for (`offsetResetPolicy`).
+///
+/// It should match the workers' own `auto.offset.reset`: a worker with `latest` skips the old messages when it
+/// first gets the partition, so counting them would scale up for work nobody will do; one with `earliest` will
+/// read them all, so they are real backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetResetPolicy {
+    /// No lag until the group commits (the Kafka consumers' default).
+    #[default]
+    Latest,
+    /// Lag from the partition's low watermark, the oldest message still kept.
+    Earliest,
+}
+
+/// The offsets of one partition, as the cluster reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The group's committed offset (the next message it will read), if it ever committed one.
+    pub committed: Option<i64>,
+    /// The log-end offset (high watermark): the offset the next produced message gets.
+    pub end: i64,
+    /// The low watermark; read only for uncommitted partitions under [`OffsetResetPolicy::Earliest`], because it
+    /// costs another ListOffsets round trip. Unknown counts as the log's start, 0.
+    pub low: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Messages the group has yet to read here. Clamped at 0: a committed offset past the end (a topic recreated
+    /// or truncated under the group) means nothing to read, not negative work that would hide other partitions'.
+    pub fn lag(&self, policy: OffsetResetPolicy) -> u64 {
+        let from = match (self.committed, policy) {
+            (Some(committed), _) => committed,
+            (None, OffsetResetPolicy::Latest) => return 0,
+            (None, OffsetResetPolicy::Earliest) => self.low.unwrap_or(0),
+        };
+        u64::try_from(self.end.saturating_sub(from)).unwrap_or(0)
+    }
+}
+
+/// A group's lag over a set of partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lag {
+    /// The sum over partitions: the backlog.
+    pub total: u64,
+    /// Partitions measured.
+    pub partitions: u32,
+    /// Partitions with at least one message to read.
+    pub partitions_with_lag: u32,
+}
+
+impl Lag {
+    /// Adds up `partitions` under `policy`.
+    pub fn of(partitions: impl IntoIterator<Item = PartitionOffsets>, policy: OffsetResetPolicy) -> Lag {
+        partitions.into_iter().fold(Lag::default(), |mut sum, partition| {
+            let lag = partition.lag(policy);
+            sum.total = sum.total.saturating_add(lag);
+            sum.partitions = sum.partitions.saturating_add(1);
+            sum.partitions_with_lag = sum.partitions_with_lag.saturating_add(u32::from(lag > 0));
+            sum
+        })
+    }
+
+    /// The most replicas that can do useful work. A group hands each partition to one consumer, so consumers
+    /// beyond the partition count idle; `limit_to_partitions_with_lag` tightens that to the partitions that have
+    /// work (KEDA's setting of the same name), and `allow_idle_consumers` lifts the cap for workers that are not
+    /// plain group members (e.g. they fan out what one consumer reads).
+    pub fn replica_cap(&self, allow_idle_consumers: bool, limit_to_partitions_with_lag: bool) -> Option<u32> {
+        if allow_idle_consumers {
+            None
+        } else if limit_to_partitions_with_lag {
+            Some(self.partitions_with_lag)
+        } else {
+            Some(self.partitions)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OffsetResetPolicy::{Earliest, Latest};
+
+    fn at(committed: Option<i64>, end: i64, low: Option<i64>) -> PartitionOffsets {
+        PartitionOffsets { committed, end, low }
+    }
+
+    #[test]
+    fn lag_is_end_minus_committed_clamped_at_zero() {
+        assert_eq!(at(Some(40), 100, None).lag(Latest), 60);
+        assert_eq!(at(Some(100), 100, None).lag(Latest), 0);
+        assert_eq!(at(Some(150), 100, None).lag(Earliest), 0, "a committed offset past the end is no work");
+        assert_eq!(at(Some(0), i64::MAX, None).lag(Latest), i64::MAX as u64);
+        let clamped = Lag::of([at(Some(150), 100, None), at(Some(10), 30, None)], Latest);
+        assert_eq!((clamped.total, clamped.partitions_with_lag), (20, 1), "a negative partition hides nothing");
+    }
+
+    #[test]
+    fn uncommitted_partitions_follow_the_reset_policy() {
+        assert_eq!(at(None, 100, Some(30)).lag(Latest), 0, "latest: the group will skip what is there");
+        assert_eq!(at(None, 100, Some(30)).lag(Earliest), 70, "earliest: everything still kept");
+        assert_eq!(at(None, 100, None).lag(Earliest), 100, "an unknown low watermark is the log's start");
+        assert_eq!(at(None, 0, Some(0)).lag(Earliest), 0);
+        assert_eq!(at(Some(90), 100, Some(30)).lag(Earliest), 10, "a committed offset wins over the policy");
+    }
+
+    #[test]
+    fn sums_over_partitions_and_counts_those_with_lag() {
+        let partitions = [at(Some(0), 10, None), at(None, 5, Some(0)), at(Some(7), 7, None), at(Some(1), 4, None)];
+        assert_eq!(Lag::of(partitions, Latest), Lag { total: 13, partitions: 4, partitions_with_lag: 2 });
+        assert_eq!(Lag::of(partitions, Earliest), Lag { total: 18, partitions: 4, partitions_with_lag: 3 });
+        assert_eq!(Lag::of([], Latest), Lag::default());
+    }
+
+    #[test]
+    fn replicas_are_capped_at_partitions_unless_idle_consumers_are_allowed() {
+        let lag = Lag { total: 500, partitions: 16, partitions_with_lag: 3 };
+        assert_eq!(lag.replica_cap(false, false), Some(16));
+        assert_eq!(lag.replica_cap(false, true), Some(3));
+        assert_eq!(lag.replica_cap(true, false), None);
+        let one = Lag { total: 1, partitions: 16, partitions_with_lag: 1 };
+        assert_eq!(one.replica_cap(false, true), Some(1), "any lag leaves room for one consumer");
+        let idle = Lag { total: 0, partitions: 16, partitions_with_lag: 0 };
+        assert_eq!(idle.replica_cap(false, true), Some(0), "no lag, no consumer needed");
+    }
+
+    #[test]
+    fn the_policy_is_spelt_as_kafka_spells_it() {
+        assert_eq!(serde_norway::from_str::<OffsetResetPolicy>("earliest").expect("parses"), Earliest);
+        assert_eq!(OffsetResetPolicy::default(), Latest);
+        let wrong = serde_norway::from_str::<OffsetResetPolicy>("smallest").expect_err("old name refused");
+        assert!(wrong.to_string().contains("expected `latest` or `earliest`"), "{wrong}");
+    }
+}

@@ -1,0 +1,814 @@
+//! Kafka: the backlog is a consumer group's lag — per partition, log-end offset minus the group's committed
+//! offset, clamped at 0, summed over the topic's partitions.
+//!
+//! **One batch per poll.** A read asks the cluster three things, each in as few round trips as the protocol
+//! allows: the topic's partitions (one Metadata request), the group's committed offsets for all of them (one
+//! OffsetFetch to the group coordinator), and their log-end offsets (one ListOffsets per partition leader,
+//! through `offsets_for_times` with `Offset::End`). Asking per partition (`fetch_watermarks`) costs a round trip
+//! each: seconds for a thousand partitions at a couple of milliseconds of latency, where the batch costs a few.
+//!
+//! **The agent never joins the group.** It sets `group.id` — OffsetFetch needs it — but never subscribes, polls for
+//! messages or commits, so measuring the lag can never trigger a rebalance of the workers or move their offsets.
+//! Auto-commit is forced off whatever `properties` say.
+//!
+//! **Partitions the group never committed** follow `offsetResetPolicy`, which should match the workers'
+//! `auto.offset.reset`. The default, `latest`, counts them as no lag: that is what a Kafka consumer does by default
+//! (it starts at the end), and it keeps a new group on an old topic from scaling to the maximum for a history its
+//! workers will skip. `earliest` counts from the low watermark, because such workers will read all of it; the low
+//! watermarks cost one more ListOffsets round, asked only for the uncommitted partitions and only under this policy.
+//!
+//! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
+//! topics" is the ListConsumerGroupOffsets admin call; it is not used because it is missing from older brokers and
+//! from librdkafka's mock cluster that the tests run on. Instead a read fetches metadata for all topics, asks one
+//! OffsetFetch for all their partitions, and keeps the topics where the group has any committed offset. On clusters
+//! with very many topics that OffsetFetch is large: name the topic when you can.
+//!
+//! **Replicas** are capped at the number of partitions measured, since a group gives each partition to one
+//! consumer; see [`lag::Lag::replica_cap`] for `allowIdleConsumers` and `limitToPartitionsWithLag`.
+//!
+//! librdkafka's calls block, so a read runs on tokio's blocking pool, on one client created at the first read and
+//! kept (it reconnects by itself). Its calls get a budget just under the agent's `readTimeout`, so that they end —
+//! and report why — before the agent gives up on the read, and no blocking thread outlives a poll.
+
+pub mod lag;
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_norway::Value;
+
+pub use lag::OffsetResetPolicy;
+use lag::{Lag, PartitionOffsets};
+
+use super::{ReadBacklog, Reading, SourceError};
+use crate::config::Problem;
+use crate::redact::Secrets;
+
+/// `type: kafka` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Bootstrap brokers, comma-separated: `kafka-0.kafka:9092,kafka-1.kafka:9092`.
+    pub brokers: String,
+    /// The topic the workers consume; default: every topic the group has committed offsets for.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The workers' consumer group (their `group.id`).
+    pub group: String,
+    /// What partitions the group never committed count as: `latest` (no lag, the default) or `earliest`.
+    #[serde(default)]
+    pub offset_reset_policy: OffsetResetPolicy,
+    /// Let replicas exceed the partition count (KEDA's setting of the same name).
+    #[serde(default)]
+    pub allow_idle_consumers: bool,
+    /// Cap replicas at the partitions that have lag instead of all partitions (KEDA's setting of the same name).
+    #[serde(default)]
+    pub limit_to_partitions_with_lag: bool,
+    /// TLS to the brokers.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// SASL authentication with a username and password.
+    #[serde(default)]
+    pub sasl: Option<Sasl>,
+    /// Any other librdkafka setting, passed through as is (e.g. `socket.keepalive.enable: true`).
+    #[serde(default, deserialize_with = "librdkafka_values")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `tls:` settings; each file maps to the librdkafka setting named beside it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    /// Default true: writing a `tls:` block is asking for TLS.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// CA bundle to verify the brokers with (`ssl.ca.location`); default: the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate for mutual TLS (`ssl.certificate.location`).
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// The client certificate's private key (`ssl.key.location`).
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// The private key's passphrase (`ssl.key.password`).
+    #[serde(default)]
+    pub key_password: Option<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// `sasl:` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; other mechanisms go in `properties`.
+    pub mechanism: SaslMechanism,
+    /// The SASL user.
+    pub username: String,
+    /// The SASL password, from the environment: `password: ${KAFKA_PASSWORD}`.
+    pub password: String,
+}
+
+/// The username-and-password SASL mechanisms, spelt as Kafka spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    /// `PLAIN`: the password itself goes over the wire, so use it with TLS.
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// `SCRAM-SHA-256`
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// `SCRAM-SHA-512`
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// librdkafka takes every setting as a string; YAML users write `true` and `6000` unquoted.
+fn librdkafka_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
+    BTreeMap::<String, Value>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key, text)),
+            Value::Number(number) => Ok((key, number.to_string())),
+            Value::Bool(flag) => Ok((key, flag.to_string())),
+            _ => Err(D::Error::custom(format!(
+                "`{key}` must be a string, number or boolean, as librdkafka settings are"
+            ))),
+        })
+        .collect()
+}
+
+/// Words in a librdkafka setting's name that mark its value as a credential.
+const SECRET_WORDS: &[&str] = &["password", "secret", "key"];
+
+impl Config {
+    pub(super) fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
+        if brokers.iter().all(|b| b.is_empty()) {
+            problems.push(Problem::new(
+                "brokers",
+                "is empty; list the bootstrap brokers, e.g. `kafka-0.kafka:9092,kafka-1.kafka:9092`",
+            ));
+        } else if brokers.iter().any(|b| b.is_empty()) {
+            problems.push(Problem::new(
+                "brokers",
+                format!("`{}` has an empty entry; separate brokers with single commas", self.brokers),
+            ));
+        }
+        if self.group.trim().is_empty() {
+            problems.push(Problem::new("group", "is empty; name the workers' consumer group (their `group.id`)"));
+        }
+        if self.topic.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            problems.push(Problem::new(
+                "topic",
+                "is empty; name the topic, or drop `topic` to measure every topic the group has committed to",
+            ));
+        }
+        if self.allow_idle_consumers && self.limit_to_partitions_with_lag {
+            problems.push(Problem::new(
+                "limitToPartitionsWithLag",
+                "contradicts `allowIdleConsumers: true`, which lifts the partition cap this tightens; keep one",
+            ));
+        }
+        problems.extend(self.tls.iter().flat_map(Tls::problems));
+        problems.extend(self.sasl.iter().flat_map(Sasl::problems));
+        problems.extend(self.property_problems());
+        problems
+    }
+
+    fn property_problems(&self) -> Vec<Problem> {
+        let secrets = self.secrets();
+        let mut problems = Vec::new();
+        for (key, value) in &self.properties {
+            let path = format!("properties.{key}");
+            if let Some(owner) = self.owner_of(key) {
+                problems.push(Problem::new(path, owner));
+            } else if let Err(KafkaError::ClientConfig(_, why, ..)) =
+                ClientConfig::new().set(key, value).create_native_config()
+            {
+                // librdkafka's message quotes the value, which may be a credential.
+                problems.push(Problem::new(path, format!("librdkafka rejects it: {}", secrets.scrub(&why))));
+            }
+        }
+        problems
+    }
+
+    /// Why `key` may not be in `properties`, when a typed field sets it or the agent depends on its value.
+    fn owner_of(&self, key: &str) -> Option<&'static str> {
+        match key {
+            "bootstrap.servers" | "metadata.broker.list" => Some("set by `brokers`; remove it from properties"),
+            "group.id" => Some("set by `group`; remove it from properties"),
+            "enable.auto.commit" => {
+                Some("the agent never commits the group's offsets, so this stays false; remove it from properties")
+            }
+            "security.protocol" if self.tls.is_some() || self.sasl.is_some() => {
+                Some("set by `tls` and `sasl`; remove it from properties, or drop those and set everything here")
+            }
+            "sasl.mechanism" | "sasl.mechanisms" | "sasl.username" | "sasl.password" if self.sasl.is_some() => {
+                Some("set by `sasl`; remove it from properties, or drop `sasl` and set everything here")
+            }
+            "ssl.ca.location" | "ssl.certificate.location" | "ssl.key.location" | "ssl.key.password"
+                if self.tls.is_some() =>
+            {
+                Some("set by `tls`; remove it from properties, or drop `tls` and set everything here")
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn secrets(&self) -> Secrets {
+        let mut secrets = Secrets::default();
+        if let Some(sasl) = &self.sasl {
+            secrets.add(sasl.password.as_str());
+        }
+        if let Some(password) = self.tls.as_ref().and_then(|tls| tls.key_password.as_deref()) {
+            secrets.add(password);
+        }
+        for (key, value) in &self.properties {
+            let key = key.to_ascii_lowercase();
+            if SECRET_WORDS.iter().any(|word| key.contains(word)) {
+                secrets.add(value.as_str());
+            }
+        }
+        secrets
+    }
+
+    /// The librdkafka settings of the agent's client: `properties` first, then everything the typed fields and the
+    /// agent own, so that no property can make the agent commit offsets or measure another group.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("client.id", "queue-scaler");
+        for (key, value) in &self.properties {
+            client.set(key, value);
+        }
+        let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
+        client
+            .set("bootstrap.servers", brokers.join(","))
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false");
+        let tls = self.tls.as_ref().filter(|tls| tls.enabled);
+        let protocol = match (tls.is_some(), self.sasl.is_some()) {
+            (true, true) => Some("SASL_SSL"),
+            (true, false) => Some("SSL"),
+            (false, true) => Some("SASL_PLAINTEXT"),
+            (false, false) => None,
+        };
+        if let Some(protocol) = protocol {
+            client.set("security.protocol", protocol);
+        }
+        if let Some(tls) = tls {
+            for (key, value) in [
+                ("ssl.ca.location", &tls.ca_file),
+                ("ssl.certificate.location", &tls.cert_file),
+                ("ssl.key.location", &tls.key_file),
+                ("ssl.key.password", &tls.key_password),
+            ] {
+                if let Some(value) = value {
+                    client.set(key, value);
+                }
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            client
+                .set("sasl.mechanism", sasl.mechanism.name())
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+        client
+    }
+
+    /// What a default source name shows: `GROUP/TOPIC`, with `*` for every committed topic.
+    pub fn measured(&self) -> String {
+        format!("{}/{}", self.group, self.topic.as_deref().unwrap_or("*"))
+    }
+}
+
+impl Tls {
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let files = [&self.ca_file, &self.cert_file, &self.key_file, &self.key_password];
+        if !self.enabled && files.iter().any(|f| f.is_some()) {
+            problems.push(Problem::new(
+                "tls.enabled",
+                "is false, but files are set for TLS; set `enabled: true` or drop the `tls` block",
+            ));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => problems.push(Problem::new(
+                "tls.keyFile",
+                "missing; `certFile` needs the private key that goes with it, set both or neither",
+            )),
+            (None, Some(_)) => problems.push(Problem::new(
+                "tls.certFile",
+                "missing; `keyFile` needs the certificate that goes with it, set both or neither",
+            )),
+            _ => {}
+        }
+        if self.key_password.is_some() && self.key_file.is_none() {
+            problems.push(Problem::new("tls.keyPassword", "only applies with `keyFile`; set it or drop this"));
+        }
+        problems
+    }
+}
+
+impl Sasl {
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.username.is_empty() {
+            problems.push(Problem::new("sasl.username", "is empty; set the SASL user"));
+        }
+        if self.password.is_empty() {
+            problems.push(Problem::new(
+                "sasl.password",
+                "is empty; set it from the environment, e.g. `password: ${KAFKA_PASSWORD}`",
+            ));
+        }
+        problems
+    }
+}
+
+/// A Kafka consumer group's lag reader.
+pub struct Kafka {
+    inner: Arc<Inner>,
+}
+
+/// What the blocking read needs, shared with the thread that runs it.
+struct Inner {
+    config: Config,
+    secrets: Secrets,
+    read_timeout: Duration,
+    /// Created on the first read; the lock also keeps a read that outlived the agent's timeout from overlapping
+    /// the next one.
+    client: Mutex<Option<Client>>,
+}
+
+struct Client {
+    consumer: BaseConsumer,
+    /// The newest client-level error librdkafka reported (broker down, authentication failed), cleared by a good
+    /// read. A request that times out says only that; this says why.
+    last_event: Cell<Option<RDKafkaErrorCode>>,
+}
+
+impl Client {
+    /// Takes the error events librdkafka queued. A consumer with a `group.id` queues them for `poll`, which
+    /// nothing else calls here: without this they would pile up while a broker is down.
+    fn take_events(&self) {
+        while let Some(event) = self.consumer.poll(Duration::ZERO) {
+            if let Some(code) = event.err().and_then(|e| e.rdkafka_error_code()) {
+                self.last_event.set(Some(code));
+            }
+        }
+    }
+}
+
+impl Kafka {
+    /// A reader for `config` whose reads end within `read_timeout`; the client is created on the first read.
+    pub fn new(config: Config, read_timeout: Duration) -> Kafka {
+        Kafka { inner: Arc::new(Inner { secrets: config.secrets(), config, read_timeout, client: Mutex::new(None) }) }
+    }
+}
+
+impl ReadBacklog for Kafka {
+    async fn read(&self) -> Result<Reading, SourceError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.read()).await.map_err(|e| SourceError::Protocol {
+            endpoint: self.inner.endpoint(),
+            detail: format!("the read stopped: {e}"),
+        })?
+    }
+}
+
+/// How a librdkafka error code reads as a [`SourceError`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    Unreachable,
+    NotFound,
+    Denied,
+    TimedOut,
+    Other,
+}
+
+fn class_of(code: RDKafkaErrorCode) -> Class {
+    use RDKafkaErrorCode as E;
+    match code {
+        E::BrokerTransportFailure
+        | E::AllBrokersDown
+        | E::Resolve
+        | E::SSL
+        | E::BrokerNotAvailable
+        | E::LeaderNotAvailable
+        | E::NotLeaderForPartition
+        | E::CoordinatorNotAvailable
+        | E::NotCoordinator
+        | E::CoordinatorLoadInProgress
+        | E::NetworkException => Class::Unreachable,
+        E::UnknownTopicOrPartition | E::UnknownTopic | E::UnknownPartition => Class::NotFound,
+        E::Authentication
+        | E::SaslAuthenticationFailed
+        | E::IllegalSASLState
+        | E::UnsupportedSASLMechanism
+        | E::TopicAuthorizationFailed
+        | E::GroupAuthorizationFailed
+        | E::ClusterAuthorizationFailed => Class::Denied,
+        E::OperationTimedOut | E::RequestTimedOut | E::MessageTimedOut => Class::TimedOut,
+        _ => Class::Other,
+    }
+}
+
+/// Partitions as (topic, partition), with each one's position in that list.
+struct Partitions {
+    keys: Vec<(String, i32)>,
+}
+
+impl Partitions {
+    fn index(&self) -> HashMap<(&str, i32), usize> {
+        self.keys.iter().enumerate().map(|(i, (topic, partition))| ((topic.as_str(), *partition), i)).collect()
+    }
+
+    fn list(&self, which: impl Fn(usize) -> bool, offset: Offset) -> Result<TopicPartitionList, KafkaError> {
+        let mut list = TopicPartitionList::with_capacity(self.keys.len());
+        for (i, (topic, partition)) in self.keys.iter().enumerate() {
+            // Not `add_partition_offset`: it finds the element it just added by a linear search, which makes
+            // building a list of 10,000 partitions cost more than the round trips it is for.
+            if which(i) {
+                list.add_partition(topic, *partition).set_offset(offset)?;
+            }
+        }
+        Ok(list)
+    }
+}
+
+impl Inner {
+    fn endpoint(&self) -> String {
+        format!("Kafka brokers {}", self.secrets.scrub(&self.config.brokers))
+    }
+
+    fn read(&self) -> Result<Reading, SourceError> {
+        let deadline = Instant::now() + budget(self.read_timeout);
+        let mut held = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match &mut *held {
+            Some(client) => client,
+            empty => empty.insert(self.connect()?),
+        };
+        client.take_events();
+        let lag = self.lag(client, deadline)?;
+        client.last_event.set(None);
+        let config = &self.config;
+        Ok(Reading {
+            backlog: lag.total as f64,
+            replica_cap: lag.replica_cap(config.allow_idle_consumers, config.limit_to_partitions_with_lag),
+            ..Reading::default()
+        })
+    }
+
+    fn connect(&self) -> Result<Client, SourceError> {
+        let consumer = self.config.client_config().create().map_err(|e| SourceError::Unreachable {
+            endpoint: self.endpoint(),
+            detail: self.secrets.scrub(&format!("cannot create the Kafka client: {e}")),
+        })?;
+        Ok(Client { consumer, last_event: Cell::new(None) })
+    }
+
+    /// The time left before `deadline`, or why there is none.
+    fn left(&self, client: &Client, deadline: Instant) -> Result<Duration, SourceError> {
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => Err(self.timed_out(client, "the read's time ran out")),
+        }
+    }
+
+    fn lag(&self, client: &Client, deadline: Instant) -> Result<Lag, SourceError> {
+        let consumer = &client.consumer;
+        let group = || format!("consumer group `{}`", self.config.group);
+        let metadata = consumer
+            .fetch_metadata(self.config.topic.as_deref(), self.left(client, deadline)?)
+            .map_err(|e| self.failed(client, "topic metadata", &e))?;
+        let mut partitions = self.partitions(&metadata)?;
+        // librdkafka refuses an empty partition list: a cluster with no topics has no lag.
+        if partitions.keys.is_empty() {
+            return Ok(Lag::default());
+        }
+
+        let asked = partitions.list(|_| true, Offset::Invalid).map_err(|e| self.failed(client, &group(), &e))?;
+        let answer = consumer
+            .committed_offsets(asked, self.left(client, deadline)?)
+            .map_err(|e| self.failed(client, &group(), &e))?;
+        let mut committed = vec![None; partitions.keys.len()];
+        self.fill(client, &partitions, &answer, |i, offset| committed[i] = offset)?;
+        if self.config.topic.is_none() {
+            let kept = committed_topics(&partitions, &committed);
+            let (keys, offsets): (Vec<_>, Vec<_>) = partitions
+                .keys
+                .into_iter()
+                .zip(committed)
+                .filter(|((topic, _), _)| kept.contains(topic.as_str()))
+                .unzip();
+            (partitions, committed) = (Partitions { keys }, offsets);
+            if partitions.keys.is_empty() {
+                return Ok(Lag::default());
+            }
+        }
+
+        let mut end = vec![None; partitions.keys.len()];
+        let all = |_| true;
+        self.offsets(client, deadline, &partitions, all, (Offset::End, "log-end offsets"), &mut end)?;
+        let mut low = vec![None; partitions.keys.len()];
+        if self.config.offset_reset_policy == OffsetResetPolicy::Earliest && committed.iter().any(Option::is_none) {
+            let uncommitted = |i: usize| committed[i].is_none();
+            let at = (Offset::Beginning, "low watermarks");
+            self.offsets(client, deadline, &partitions, uncommitted, at, &mut low)?;
+        }
+
+        let mut measured = Vec::with_capacity(partitions.keys.len());
+        for (i, (topic, partition)) in partitions.keys.iter().enumerate() {
+            let end = end[i].ok_or_else(|| SourceError::Protocol {
+                endpoint: self.endpoint(),
+                detail: format!("no log-end offset for {topic}/{partition}"),
+            })?;
+            measured.push(PartitionOffsets { committed: committed[i], end, low: low[i] });
+        }
+        Ok(Lag::of(measured, self.config.offset_reset_policy))
+    }
+
+    /// Every partition to measure: the topic's, or every topic's when no topic is named.
+    fn partitions(&self, metadata: &Metadata) -> Result<Partitions, SourceError> {
+        let mut keys = Vec::new();
+        for topic in metadata.topics() {
+            if let Some(error) = topic.error() {
+                match &self.config.topic {
+                    Some(_) => {
+                        let code = RDKafkaErrorCode::from(error);
+                        let what = format!("topic `{}` on {}", topic.name(), self.endpoint());
+                        return Err(self.classified(code, what, code.to_string(), None));
+                    }
+                    // One topic being created or deleted as we look must not fail every read.
+                    None => continue,
+                }
+            }
+            keys.extend(topic.partitions().iter().map(|p| (topic.name().to_owned(), p.id())));
+        }
+        match &self.config.topic {
+            Some(name) if keys.is_empty() => Err(SourceError::NotFound {
+                what: format!("topic `{name}` on {}", self.endpoint()),
+                detail: "the cluster lists no partitions for it".into(),
+            }),
+            _ => Ok(Partitions { keys }),
+        }
+    }
+
+    /// One ListOffsets round per leader for the partitions `which` picks, at `at` (`End` or `Beginning`, with
+    /// what that reads, for errors), into `into`.
+    fn offsets(
+        &self,
+        client: &Client,
+        deadline: Instant,
+        partitions: &Partitions,
+        which: impl Fn(usize) -> bool,
+        (at, what): (Offset, &str),
+        into: &mut [Option<i64>],
+    ) -> Result<(), SourceError> {
+        let asked = partitions.list(which, at).map_err(|e| self.failed(client, what, &e))?;
+        let answer = client
+            .consumer
+            .offsets_for_times(asked, self.left(client, deadline)?)
+            .map_err(|e| self.failed(client, what, &e))?;
+        self.fill(client, partitions, &answer, |i, offset| into[i] = offset)
+    }
+
+    /// Puts each partition's answer where `index` says, failing on the first partition that has an error.
+    fn fill(
+        &self,
+        client: &Client,
+        partitions: &Partitions,
+        answer: &TopicPartitionList,
+        mut put: impl FnMut(usize, Option<i64>),
+    ) -> Result<(), SourceError> {
+        let index = partitions.index();
+        for element in answer.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            if let Err(error) = element.error() {
+                return Err(self.failed(client, &format!("partition {topic}/{partition}"), &error));
+            }
+            if let Some(&i) = index.get(&(topic, partition)) {
+                put(
+                    i,
+                    match element.offset() {
+                        Offset::Offset(n) => Some(n),
+                        _ => None,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed call to librdkafka as a [`SourceError`]; `what` names the thing asked about.
+    fn failed(&self, client: &Client, what: &str, error: &KafkaError) -> SourceError {
+        let Some(code) = error.rdkafka_error_code() else {
+            return SourceError::Protocol { endpoint: self.endpoint(), detail: self.secrets.scrub(&error.to_string()) };
+        };
+        if class_of(code) == Class::TimedOut {
+            return self.timed_out(client, &format!("{what}: {error}"));
+        }
+        self.classified(code, format!("{what} on {}", self.endpoint()), error.to_string(), None)
+    }
+
+    /// A call that ran out of time: unreachable or denied when librdkafka said so meanwhile, else a timeout.
+    fn timed_out(&self, client: &Client, detail: &str) -> SourceError {
+        client.take_events();
+        match client.last_event.get() {
+            Some(code) if matches!(class_of(code), Class::Unreachable | Class::Denied) => {
+                self.classified(code, self.endpoint(), detail.to_owned(), Some(code))
+            }
+            _ => SourceError::Timeout(self.read_timeout),
+        }
+    }
+
+    fn classified(
+        &self,
+        code: RDKafkaErrorCode,
+        what: String,
+        detail: String,
+        cause: Option<RDKafkaErrorCode>,
+    ) -> SourceError {
+        let detail = match cause {
+            Some(cause) => format!("{detail}; the client reports {cause:?}: {cause}"),
+            None => detail,
+        };
+        let (what, detail) = (self.secrets.scrub(&what), self.secrets.scrub(&detail));
+        match class_of(code) {
+            Class::Unreachable | Class::TimedOut => SourceError::Unreachable { endpoint: self.endpoint(), detail },
+            Class::NotFound => SourceError::NotFound { what, detail },
+            Class::Denied => SourceError::Denied { what, detail },
+            Class::Other => SourceError::Protocol { endpoint: self.endpoint(), detail: format!("{what}: {detail}") },
+        }
+    }
+}
+
+/// The topics where the group has committed at least one partition.
+fn committed_topics(partitions: &Partitions, committed: &[Option<i64>]) -> HashSet<String> {
+    partitions.keys.iter().zip(committed).filter(|(_, c)| c.is_some()).map(|((topic, _), _)| topic.clone()).collect()
+}
+
+/// The share of the agent's read timeout librdkafka's calls get: a tenth is left so that a read that runs out of time
+/// reports why (a broker down, say) before the agent abandons it as a bare timeout.
+fn budget(read_timeout: Duration) -> Duration {
+    read_timeout.saturating_sub(read_timeout / 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "brokers: kafka:9092\ngroup: transcoders";
+
+    fn parse(yaml: &str) -> Config {
+        serde_norway::from_str(yaml).expect("parses")
+    }
+
+    fn messages(config: &Config) -> Vec<String> {
+        config.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+    }
+
+    fn setting(config: &Config, key: &str) -> Option<String> {
+        config.client_config().get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn defaults_measure_every_committed_topic_with_latest_and_a_cap() {
+        let config = parse(MINIMAL);
+        assert_eq!(config.topic, None);
+        assert_eq!(config.offset_reset_policy, OffsetResetPolicy::Latest);
+        assert!(!config.allow_idle_consumers && !config.limit_to_partitions_with_lag);
+        assert_eq!(config.measured(), "transcoders/*");
+        assert!(messages(&config).is_empty(), "{:?}", messages(&config));
+        assert!(serde_norway::from_str::<Config>("brokers: k:9092\ngroup: g\nconsumerGroup: g").is_err());
+    }
+
+    #[test]
+    fn the_client_never_commits_and_measures_only_the_configured_group() {
+        let config = parse(&format!(
+            "{MINIMAL}\ntopic: videos\nproperties:\n  group.id: other\n  enable.auto.commit: true\n  socket.keepalive.enable: true\n  fetch.wait.max.ms: 100"
+        ));
+        assert_eq!(setting(&config, "group.id").as_deref(), Some("transcoders"));
+        assert_eq!(setting(&config, "enable.auto.commit").as_deref(), Some("false"));
+        assert_eq!(setting(&config, "bootstrap.servers").as_deref(), Some("kafka:9092"));
+        assert_eq!(setting(&config, "socket.keepalive.enable").as_deref(), Some("true"));
+        assert_eq!(setting(&config, "fetch.wait.max.ms").as_deref(), Some("100"), "numbers pass as strings");
+        assert_eq!(
+            messages(&config),
+            [
+                "properties.enable.auto.commit: the agent never commits the group's offsets, so this stays false; remove it from properties",
+                "properties.group.id: set by `group`; remove it from properties",
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_and_sasl_become_librdkafka_settings() {
+        let config = parse(&format!(
+            "{MINIMAL}\nsasl: {{mechanism: SCRAM-SHA-512, username: app, password: hunter2}}\ntls: {{caFile: /ca.pem, certFile: /c.pem, keyFile: /k.pem}}"
+        ));
+        assert!(messages(&config).is_empty(), "{:?}", messages(&config));
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "app"),
+            ("sasl.password", "hunter2"),
+            ("ssl.ca.location", "/ca.pem"),
+            ("ssl.certificate.location", "/c.pem"),
+            ("ssl.key.location", "/k.pem"),
+        ] {
+            assert_eq!(setting(&config, key).as_deref(), Some(value), "{key}");
+        }
+        let sasl_only = parse(&format!("{MINIMAL}\nsasl: {{mechanism: PLAIN, username: app, password: pw}}"));
+        assert_eq!(setting(&sasl_only, "security.protocol").as_deref(), Some("SASL_PLAINTEXT"));
+        let tls_only = parse(&format!("{MINIMAL}\ntls: {{}}"));
+        assert_eq!(setting(&tls_only, "security.protocol").as_deref(), Some("SSL"));
+        assert_eq!(setting(&parse(MINIMAL), "security.protocol"), None, "librdkafka's default, plaintext");
+        assert!(
+            serde_norway::from_str::<Config>(&format!(
+                "{MINIMAL}\nsasl: {{mechanism: GSSAPI, username: a, password: b}}"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn problems_name_the_field_and_the_fix() {
+        let config = parse(
+            "brokers: ' , '\ngroup: ''\ntopic: ''\nallowIdleConsumers: true\nlimitToPartitionsWithLag: true\n\
+             sasl: {mechanism: PLAIN, username: '', password: ''}\ntls: {enabled: false, certFile: /c.pem}\n\
+             properties: {sasl.username: x, bootstrap.servers: k:9092, session.timeout.ms: soon, no.such.setting: 1}",
+        );
+        assert_eq!(
+            messages(&config),
+            [
+                "brokers: is empty; list the bootstrap brokers, e.g. `kafka-0.kafka:9092,kafka-1.kafka:9092`",
+                "group: is empty; name the workers' consumer group (their `group.id`)",
+                "topic: is empty; name the topic, or drop `topic` to measure every topic the group has committed to",
+                "limitToPartitionsWithLag: contradicts `allowIdleConsumers: true`, which lifts the partition cap this tightens; keep one",
+                "tls.enabled: is false, but files are set for TLS; set `enabled: true` or drop the `tls` block",
+                "tls.keyFile: missing; `certFile` needs the private key that goes with it, set both or neither",
+                "sasl.username: is empty; set the SASL user",
+                "sasl.password: is empty; set it from the environment, e.g. `password: ${KAFKA_PASSWORD}`",
+                "properties.bootstrap.servers: set by `brokers`; remove it from properties",
+                "properties.no.such.setting: librdkafka rejects it: No such configuration property: \"no.such.setting\"",
+                "properties.sasl.username: set by `sasl`; remove it from properties, or drop `sasl` and set everything here",
+                "properties.session.timeout.ms: librdkafka rejects it: Invalid value for configuration property \"session.timeout.ms\"",
+            ]
+        );
+        let gap = parse("brokers: a:9092,,b:9092\ngroup: g");
+        assert_eq!(
+            messages(&gap),
+            ["brokers: `a:9092,,b:9092` has an empty entry; separate brokers with single commas"]
+        );
+    }
+
+    #[test]
+    fn passwords_and_secret_properties_are_secrets() {
+        let config = parse(&format!(
+            "{MINIMAL}\nsasl: {{mechanism: PLAIN, username: app, password: hunter2}}\ntls: {{keyFile: /k, certFile: /c, keyPassword: pem-pass}}\nproperties:\n  sasl.oauthbearer.client.secret: s3cret\n  ssl.keystore.password: store-pass\n  ssl_engine_id: dynamic"
+        ));
+        assert_eq!(config.secrets().scrub("hunter2 pem-pass s3cret store-pass dynamic"), "*** *** *** *** dynamic");
+    }
+
+    #[test]
+    fn the_budget_leaves_the_agent_a_tenth_of_its_timeout() {
+        assert_eq!(budget(Duration::from_secs(10)), Duration::from_secs(9));
+        assert_eq!(budget(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn error_codes_map_to_source_error_kinds() {
+        assert_eq!(class_of(RDKafkaErrorCode::AllBrokersDown), Class::Unreachable);
+        assert_eq!(class_of(RDKafkaErrorCode::UnknownTopicOrPartition), Class::NotFound);
+        assert_eq!(class_of(RDKafkaErrorCode::SaslAuthenticationFailed), Class::Denied);
+        assert_eq!(class_of(RDKafkaErrorCode::GroupAuthorizationFailed), Class::Denied);
+        assert_eq!(class_of(RDKafkaErrorCode::OperationTimedOut), Class::TimedOut);
+        assert_eq!(class_of(RDKafkaErrorCode::InvalidMessage), Class::Other);
+    }
+}
