@@ -1,5 +1,6 @@
 //! A broker that goes away mid-run and comes back, for the real RabbitMQ (behind a proxy the test switches off, since
-//! other tests share the broker) and a moto SQS server of the test's own (killed and restarted): the agent keeps
+//! other tests share the broker), a moto SQS server of the test's own (killed and restarted) and librdkafka's mock
+//! Kafka cluster (its brokers taken down and brought back): the agent keeps
 //! running, holds the count or applies `fallback`, counts and logs the errors, never scales to zero on an error
 //! (`minReplicas: 0` here, so a wrong zero would show), and decides from fresh data within about one poll of the
 //! recovery. The recovery times are printed, as the issue asks for them measured.
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::agent::Agent;
 use crate::support::eventually;
+use crate::support::kafka::TestCluster;
 use crate::support::kube_api::FakeKube;
 use crate::support::moto::{self, CREDENTIALS, MotoServer, REGION};
 use crate::support::rabbitmq::{TestQueue, amqp_url};
@@ -234,5 +236,40 @@ async fn an_sqs_outage_holds_the_count_and_the_first_poll_after_it_decides_afres
     assert!(recovery <= RECOVERY, "recovered {recovery:?} after moto came back");
     assert_eq!(writes(&kube, "worker"), [3, 8]);
     agent.logged("source recovered", Duration::from_secs(2)).await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_kafka_outage_holds_the_count_and_the_first_poll_after_it_decides_afresh() {
+    let cluster = TestCluster::new();
+    cluster.topic("outage", 8);
+    cluster.produce("outage", 8, |_| 25);
+    cluster.commit("outage-group", "outage", (0..8).map(|p| (p, 0)));
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
+    let body = format!(
+        "pollInterval: 1s\nreadTimeout: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 0\n    maxReplicas: 20\n    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    sources:\n      - type: kafka\n        brokers: {}\n        topic: outage\n        group: outage-group\n        backlogPerWorker: 50\n",
+        cluster.brokers()
+    );
+    let agent = Agent::start(&kube, NS, &body, &[]).await;
+    kube.wait_until_replicas(NS, "worker", 4, Duration::from_secs(20)).await.expect("a lag of 200: 4 replicas");
+
+    cluster.set_brokers_up(false);
+    let source = "kafka/outage-group/outage";
+    errors_reach(&agent, "worker", source, 3.0).await;
+    reason_is(&agent, "worker", "SourceFailing").await;
+    assert_eq!(kube.replicas(NS, "worker"), Some(4), "held through the outage");
+    assert_eq!(writes(&kube, "worker"), [4], "no write while the cluster is gone");
+    assert!(agent.logs().contains("source read failed; holding the replica count"), "{}", agent.logs());
+
+    cluster.set_brokers_up(true);
+    let up_at = Instant::now();
+    // The group has finished its work meanwhile; only a fresh read can tell the lag is gone.
+    cluster.commit("outage-group", "outage", (0..8).map(|p| (p, 25)));
+    let committed = up_at.elapsed();
+    let recovery = written_after(&kube, "worker", 0, up_at).await;
+    println!("kafka: brokers back → first fresh decision written in {recovery:?} (commit took {committed:?})");
+    assert!(recovery <= RECOVERY + committed, "recovered {recovery:?} after the brokers came back");
+    assert_eq!(writes(&kube, "worker"), [4, 0], "held, then the fresh count");
     agent.stop().await;
 }

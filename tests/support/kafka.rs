@@ -33,6 +33,14 @@ impl TestCluster {
         self.cluster.broker_round_trip_time(-1, rtt).expect("set the round-trip time");
     }
 
+    /// Takes all three brokers down (connections closed, new ones refused) or brings them back: an outage.
+    pub fn set_brokers_up(&self, up: bool) {
+        for broker in 1..=3 {
+            let result = if up { self.cluster.broker_up(broker) } else { self.cluster.broker_down(broker) };
+            result.expect("switch a mock broker");
+        }
+    }
+
     /// Creates `topic` with `partitions` partitions (the mock has no CreateTopics API).
     pub fn topic(&self, topic: &str, partitions: i32) {
         self.cluster.create_topic(topic, partitions, 1).expect("create the topic");

@@ -261,6 +261,9 @@ impl Config {
     pub fn client_config(&self) -> ClientConfig {
         let mut client = ClientConfig::new();
         client.set("client.id", "queue-scaler");
+        // librdkafka backs off reconnects up to 10 s by default, so a cluster back from an outage would go unseen for
+        // several polls; a 1 s ceiling lets the first poll after the recovery read it. `properties` may change it.
+        client.set("reconnect.backoff.ms", "100").set("reconnect.backoff.max.ms", "1000");
         for (key, value) in &self.properties {
             client.set(key, value);
         }
