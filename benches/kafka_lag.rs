@@ -11,6 +11,8 @@
 //! 50 ms at 2 ms of round-trip time. Per partition at 10,000 × 2 ms takes tens of seconds a read and is skipped,
 //! with its expected cost printed instead.
 
+// The bench uses the cluster set-up only; the tests use the rest.
+#[allow(dead_code)]
 #[path = "../tests/support/kafka.rs"]
 mod kafka;
 

@@ -61,14 +61,11 @@ async fn five_hundred_jobs_survive_random_sigterms() {
     let topic = topic("drain-kill");
     let cluster = cluster(&topic, 500).await;
     let lost = workers::kill_test(KillTest {
-        example: EXAMPLE,
-        env: broker(&cluster, &topic),
-        jobs: 500,
-        workers: 3,
         kills: 4,
         pause_ms: (1_500, 3_000),
         job_ms: 50,
         deadline: Duration::from_secs(50),
+        ..KillTest::five_hundred_jobs(EXAMPLE, broker(&cluster, &topic))
     })
     .await;
     assert!(lost.is_empty(), "lost {lost:?}");

@@ -5,8 +5,6 @@
 //! through untouched. Subscriptions use the shortest ack deadline (10 s), so a message whose lease a worker had
 //! extended comes back soon after that worker is gone.
 
-use std::time::Duration;
-
 use crate::support::pubsub::{PROJECT, TestSubscription, emulator_host};
 use crate::support::pubsub_proxy::Proxy;
 use crate::support::workers::{self, DoneLog, KillTest, Worker};
@@ -36,17 +34,7 @@ async fn five_hundred_jobs_survive_random_sigterms() {
     let subscription = TestSubscription::with_ack_deadline("drain-kill", ACK_DEADLINE_SECONDS).await;
     let proxy = Proxy::start(emulator_host(), subscription.name()).await;
     subscription.publish(500).await;
-    let lost = workers::kill_test(KillTest {
-        example: EXAMPLE,
-        env: broker(&subscription, &proxy),
-        jobs: 500,
-        workers: 3,
-        kills: 10,
-        pause_ms: (200, 500),
-        job_ms: 40,
-        deadline: Duration::from_secs(45),
-    })
-    .await;
+    let lost = workers::kill_test(KillTest::five_hundred_jobs(EXAMPLE, broker(&subscription, &proxy))).await;
     assert!(lost.is_empty(), "lost {lost:?}");
 }
 

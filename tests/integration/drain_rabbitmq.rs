@@ -1,7 +1,5 @@
 //! The RabbitMQ worker example under SIGTERM against the real broker: nothing lost, idle and busy exits timed.
 
-use std::time::Duration;
-
 use crate::support::rabbitmq::{TestQueue, amqp_url};
 use crate::support::workers::{self, DoneLog, KillTest, Worker};
 
@@ -22,17 +20,7 @@ fn env(queue: &TestQueue, job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
 async fn five_hundred_jobs_survive_random_sigterms() {
     let queue = TestQueue::new("drain-kill").await;
     queue.publish(0, 500).await;
-    let lost = workers::kill_test(KillTest {
-        example: EXAMPLE,
-        env: env(&queue, 0, 0)[..2].to_vec(),
-        jobs: 500,
-        workers: 3,
-        kills: 10,
-        pause_ms: (200, 500),
-        job_ms: 40,
-        deadline: Duration::from_secs(45),
-    })
-    .await;
+    let lost = workers::kill_test(KillTest::five_hundred_jobs(EXAMPLE, env(&queue, 0, 0)[..2].to_vec())).await;
     assert!(lost.is_empty(), "lost {lost:?}");
 }
 

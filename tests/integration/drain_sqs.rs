@@ -1,7 +1,5 @@
 //! The SQS worker example under SIGTERM against moto: nothing lost, idle and busy exits timed.
 
-use std::time::Duration;
-
 use crate::support::moto::{self, TestQueue};
 use crate::support::workers::{self, DoneLog, KillTest, Worker};
 
@@ -28,17 +26,7 @@ fn env(queue: &TestQueue, job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
 async fn five_hundred_jobs_survive_random_sigterms() {
     let queue = TestQueue::new("drain-kill").await;
     queue.send(500, 0).await;
-    let lost = workers::kill_test(KillTest {
-        example: EXAMPLE,
-        env: broker(&queue),
-        jobs: 500,
-        workers: 3,
-        kills: 10,
-        pause_ms: (200, 500),
-        job_ms: 40,
-        deadline: Duration::from_secs(45),
-    })
-    .await;
+    let lost = workers::kill_test(KillTest::five_hundred_jobs(EXAMPLE, broker(&queue))).await;
     queue.delete().await;
     assert!(lost.is_empty(), "lost {lost:?}");
 }

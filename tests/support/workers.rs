@@ -146,6 +146,22 @@ pub struct KillTest<'a> {
     pub deadline: Duration,
 }
 
+impl<'a> KillTest<'a> {
+    /// The case: 500 jobs of 40 ms through three workers, ten SIGTERMs 200–500 ms apart, 45 s at most.
+    pub fn five_hundred_jobs(example: &'a str, env: Vec<(String, String)>) -> KillTest<'a> {
+        KillTest {
+            example,
+            env,
+            jobs: 500,
+            workers: 3,
+            kills: 10,
+            pause_ms: (200, 500),
+            job_ms: 40,
+            deadline: Duration::from_secs(45),
+        }
+    }
+}
+
 /// A tiny xorshift: the kill moments need to vary between runs, not to be good random numbers.
 struct Rng(u64);
 
