@@ -52,7 +52,8 @@ fn decisions(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.iter(|| {
                 tick += 1;
-                scaler.decide(now + Duration::from_millis(tick), wall, 10, std::hint::black_box(&readings))
+                // One poll later each time, as in the agent: the window keeps its 60 recommendations.
+                scaler.decide(now + Duration::from_secs(5 * tick), wall, 10, std::hint::black_box(&readings))
             })
         });
     }

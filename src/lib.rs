@@ -31,6 +31,8 @@ mod http;
 #[cfg(feature = "agent")]
 pub mod metrics;
 #[cfg(feature = "agent")]
+mod outbound;
+#[cfg(feature = "agent")]
 pub mod policy;
 #[cfg(feature = "agent")]
 pub mod redact;

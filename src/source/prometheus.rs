@@ -108,7 +108,7 @@ pub struct Prometheus {
 impl Prometheus {
     /// A reader for `config`; nothing is contacted until the first read.
     pub fn new(config: Config) -> Prometheus {
-        Prometheus { secrets: config.secrets(), config, http: reqwest::Client::new() }
+        Prometheus { secrets: config.secrets(), config, http: crate::outbound::client() }
     }
 
     fn server(&self) -> String {

@@ -93,7 +93,7 @@ pub struct RabbitMq {
 impl RabbitMq {
     /// A reader for `config`; connects on the first read.
     pub fn new(config: Config) -> RabbitMq {
-        RabbitMq { secrets: config.secrets(), config, channel: Mutex::new(None), http: reqwest::Client::new() }
+        RabbitMq { secrets: config.secrets(), config, channel: Mutex::new(None), http: crate::outbound::client() }
     }
 
     fn endpoint(&self) -> String {

@@ -7,6 +7,10 @@
 //! `kubectl scale`, another agent) makes the API answer 409 instead of being overwritten. Every write is told as a
 //! Kubernetes Event on the Deployment (`SuccessfulRescale`, as the HPA says), with the decision's reason, so
 //! `kubectl describe deployment` tells the story.
+//!
+//! At most [`CONCURRENT_WRITES`] writes are in flight per agent: when a thousand targets scale in the same second,
+//! each concurrent request would otherwise hold a connection of its own to the API server, and the agent a
+//! thousand connections' buffers.
 
 use std::sync::Arc;
 
@@ -20,15 +24,21 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
 use crate::config::ScaleDownConfig;
+
+/// The most scale writes (with their Events) one agent has in flight at once.
+pub const CONCURRENT_WRITES: usize = 8;
 
 /// Every Deployment of one namespace, kept current by a watch.
 #[derive(Clone)]
 pub struct DeploymentWatch {
     store: Store<Deployment>,
     namespace: String,
+    /// Shared by every target of the namespace: see [`CONCURRENT_WRITES`].
+    writes: Arc<Semaphore>,
 }
 
 impl DeploymentWatch {
@@ -53,7 +63,8 @@ impl DeploymentWatch {
                 }
             }
         };
-        (DeploymentWatch { store, namespace: namespace.to_owned() }, driver)
+        let writes = Arc::new(Semaphore::new(CONCURRENT_WRITES));
+        (DeploymentWatch { store, namespace: namespace.to_owned(), writes }, driver)
     }
 
     /// Waits until the first list has arrived.
@@ -135,7 +146,7 @@ impl DeploymentTarget {
             api: Api::namespaced(client.clone(), &watch.namespace),
             events: Api::namespaced(client.clone(), &watch.namespace),
             pods: Api::namespaced(client, &watch.namespace),
-            http: reqwest::Client::new(),
+            http: crate::outbound::client(),
             watch,
             name: name.to_owned(),
             reporter: reporter.to_owned(),
@@ -194,8 +205,9 @@ impl DeploymentTarget {
             ..Event::default()
         };
         // The scale is written; telling it must not hold up or fail the write, so it goes on its own.
-        let (events, deployment) = (self.events.clone(), self.name.clone());
+        let (events, deployment, writes) = (self.events.clone(), self.name.clone(), self.watch.writes.clone());
         tokio::spawn(async move {
+            let _slot = writes.acquire_owned().await;
             if let Err(error) = events.create(&PostParams::default(), &event).await {
                 tracing::warn!(%deployment, %error, "scaled, but could not record the Event");
             }
@@ -217,6 +229,8 @@ impl ScaleTarget for DeploymentTarget {
     }
 
     async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
+        // The semaphore is never closed, so the only error is impossible; a slot is held until the write is done.
+        let _slot = self.watch.writes.acquire().await;
         let scale = self.api.get_scale(&self.name).await.map_err(|e| self.api_error(e))?;
         let found = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         if found != i32::try_from(from).unwrap_or(i32::MAX) {
