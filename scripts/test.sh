@@ -20,6 +20,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The worker-side drain library alone: what a worker built with `default-features = false, features = ["drain"]` gets.
 cargo clippy --no-default-features --features drain --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet --no-default-features --features drain
 
 echo "== tests"
 # The drain kill tests run the example workers as processes; nextest builds tests, not examples.
