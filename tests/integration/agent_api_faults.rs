@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 
+use queue_scaler::target::deployment::CONCURRENT_WRITES;
+
 use crate::support::agent::Agent;
-use crate::support::kube_api::{FakeKube, Fault, FaultKind};
+use crate::support::eventually;
+use crate::support::kube_api::{FakeKube, Fault, FaultKind, Gate};
 use crate::support::rabbitmq::{TestQueue, amqp_url};
 
 const NS: &str = "video";
@@ -86,5 +89,47 @@ async fn a_restarted_agent_waits_a_full_window_before_scaling_down() {
     kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(10)).await.expect("scales down after the window");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(3500), "scaled down {waited:?} after the restart, before the window");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn however_many_targets_scale_at_once_only_a_few_writes_are_in_flight() {
+    const TARGETS: usize = 12;
+    let kube = FakeKube::start().await;
+    let mut config = String::from("pollInterval: 200ms\ntargets:\n");
+    for i in 0..TARGETS {
+        kube.create_deployment(NS, &format!("worker-{i}"), 1, &[("app", &format!("worker-{i}"))]);
+        config.push_str(&format!(
+            "  - deployment: worker-{i}\n    maxReplicas: 10\n    sources: [{{type: fixed, backlog: 20, backlogPerWorker: 10}}]\n"
+        ));
+    }
+    // Every write starts by reading the scale fresh: hold those reads, and count how many arrive together.
+    let gate = Gate::default();
+    kube.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "/scale".into(),
+        kind: FaultKind::Hold(gate.clone()),
+        times: TARGETS,
+    });
+    let agent = Agent::start(&kube, NS, &config, &[]).await;
+    // Each target has decided on 2 replicas, and so has begun its write, before its decision is seen here.
+    for i in 0..TARGETS {
+        let series = format!("queue_scaler_desired_replicas{{deployment=\"worker-{i}\"}}");
+        eventually(Duration::from_secs(20), &format!("worker-{i} decides"), || async {
+            agent.metric(&series).await.filter(|v| *v == 2.0)
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(5), "the first writes reach the API", || async {
+        Some(()).filter(|_| gate.waiting() >= CONCURRENT_WRITES)
+    })
+    .await;
+    gate.open();
+    for i in 0..TARGETS {
+        kube.wait_until_replicas(NS, &format!("worker-{i}"), 2, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(gate.most_waiting(), CONCURRENT_WRITES, "{TARGETS} targets wrote {CONCURRENT_WRITES} at a time");
     agent.stop().await;
 }

@@ -4,6 +4,7 @@
 //! misbehaves, which a healthy fake never would.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::Method;
@@ -36,20 +37,38 @@ pub enum FaultKind {
     Reset,
 }
 
-/// Where held requests wait; clones share one gate, so the test keeps one to open it.
+/// Where held requests wait; clones share one gate, so the test keeps one to open it. It counts the requests
+/// waiting at it, and the most that ever waited at once, so a test can see how many a client sends in parallel.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<watch::Sender<bool>>);
+pub struct Gate {
+    open: Arc<watch::Sender<bool>>,
+    waiting: Arc<AtomicUsize>,
+    most_waiting: Arc<AtomicUsize>,
+}
 
 impl Gate {
     /// Lets every request held at this gate through, and any that reach it later.
     pub fn open(&self) {
-        self.0.send_replace(true);
+        self.open.send_replace(true);
+    }
+
+    /// How many requests wait at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that ever waited at the gate at once.
+    pub fn most_waiting(&self) -> usize {
+        self.most_waiting.load(Ordering::SeqCst)
     }
 
     /// Returns once the gate is open.
     pub(super) async fn passed(&self) {
+        let now = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_waiting.fetch_max(now, Ordering::SeqCst);
         // The gate holds its own sender, so the wait cannot fail for want of one.
-        let _ = self.0.subscribe().wait_for(|open| *open).await;
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
