@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use kafka::TestCluster;
 use queue_scaler::source::ReadBacklog;
-use queue_scaler::source::kafka::{Config, Kafka, OffsetResetPolicy};
+use queue_scaler::source::kafka::{Config, Kafka};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -30,17 +30,7 @@ const TOPIC: &str = "wide";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn config(brokers: &str) -> Config {
-    Config {
-        brokers: brokers.to_owned(),
-        topic: Some(TOPIC.to_owned()),
-        group: GROUP.to_owned(),
-        offset_reset_policy: OffsetResetPolicy::Latest,
-        allow_idle_consumers: false,
-        limit_to_partitions_with_lag: false,
-        tls: None,
-        sasl: None,
-        properties: Default::default(),
-    }
+    Config { topic: Some(TOPIC.to_owned()), ..Config::new(brokers, GROUP) }
 }
 
 /// The lag, reading each partition's end offset with its own request.

@@ -15,17 +15,7 @@ const GROUP: &str = "transcoders";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn config(brokers: &str, topic: Option<&str>) -> Config {
-    Config {
-        brokers: brokers.to_owned(),
-        topic: topic.map(str::to_owned),
-        group: GROUP.to_owned(),
-        offset_reset_policy: OffsetResetPolicy::Latest,
-        allow_idle_consumers: false,
-        limit_to_partitions_with_lag: false,
-        tls: None,
-        sasl: None,
-        properties: Default::default(),
-    }
+    Config { topic: topic.map(str::to_owned), ..Config::new(brokers, GROUP) }
 }
 
 async fn read(config: Config) -> Result<Reading, SourceError> {

@@ -164,6 +164,21 @@ fn librdkafka_values<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTree
 const SECRET_WORDS: &[&str] = &["password", "secret", "key"];
 
 impl Config {
+    /// `group`'s lag on `brokers` over every topic it committed to, with every other setting at its default.
+    pub fn new(brokers: &str, group: &str) -> Config {
+        Config {
+            brokers: brokers.to_owned(),
+            topic: None,
+            group: group.to_owned(),
+            offset_reset_policy: OffsetResetPolicy::Latest,
+            allow_idle_consumers: false,
+            limit_to_partitions_with_lag: false,
+            tls: None,
+            sasl: None,
+            properties: Default::default(),
+        }
+    }
+
     pub(super) fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
