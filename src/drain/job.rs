@@ -140,17 +140,21 @@ impl JobCell {
     pub(super) fn hand_back_by_drain(&self, shared: &Arc<Shared>) {
         if let Some((hand_back, ticket)) = self.claim_for_hand_back() {
             let shared = shared.clone();
-            shared.runtime.clone().spawn(async move {
-                hand_back().await;
-                shared.count_handed_back();
-                drop(ticket);
-            });
+            shared.runtime.clone().spawn(async move { give_back(&shared, hand_back, ticket).await });
         }
     }
 
     fn is_handed_back(&self) -> bool {
         matches!(*self.state.lock().expect("job lock"), State::HandedBack)
     }
+}
+
+/// Runs a claimed job's hand-back callback and counts it; the job leaves the in-flight count only once the broker
+/// has been told, so the drain waits for it.
+async fn give_back(shared: &Shared, hand_back: HandBack, ticket: Ticket) {
+    hand_back().await;
+    shared.count_handed_back();
+    drop(ticket);
 }
 
 /// A job in progress. Complete it with [`Job::complete`] or give it back with [`Job::hand_back`]; dropping it hands
@@ -189,9 +193,7 @@ impl Job {
     pub async fn hand_back(self) {
         if let Some((hand_back, ticket)) = self.cell.claim_for_hand_back() {
             self.forget();
-            hand_back().await;
-            self.shared.count_handed_back();
-            drop(ticket);
+            give_back(&self.shared, hand_back, ticket).await;
         }
     }
 

@@ -166,7 +166,7 @@ impl Drain {
 
     /// Whether the drain has begun.
     pub fn is_stopping(&self) -> bool {
-        !matches!(*self.shared.phase.borrow(), Phase::Running)
+        self.shared.is_draining()
     }
 
     /// Jobs held now (received and not yet completed or handed back).
