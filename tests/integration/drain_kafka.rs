@@ -47,9 +47,7 @@ fn env(
     job_ms: u64,
     grace_ms: u64,
 ) -> Vec<(String, String)> {
-    let mut env = broker(cluster, topic);
-    env.extend([("JOB_MS".to_owned(), job_ms.to_string()), ("DRAIN_GRACE_MS".to_owned(), grace_ms.to_string())]);
-    env
+    workers::timed(&broker(cluster, topic), job_ms, grace_ms)
 }
 
 fn topic(prefix: &str) -> String {

@@ -24,9 +24,7 @@ fn broker(subscription: &TestSubscription, proxy: &Proxy) -> Vec<(String, String
 }
 
 fn env(subscription: &TestSubscription, proxy: &Proxy, job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
-    let mut env = broker(subscription, proxy);
-    env.extend([("JOB_MS".to_owned(), job_ms.to_string()), ("DRAIN_GRACE_MS".to_owned(), grace_ms.to_string())]);
-    env
+    workers::timed(&broker(subscription, proxy), job_ms, grace_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

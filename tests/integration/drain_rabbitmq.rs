@@ -5,22 +5,19 @@ use crate::support::workers::{self, DoneLog, KillTest, Worker};
 
 const EXAMPLE: &str = "worker_rabbitmq";
 
+fn broker(queue: &TestQueue) -> Vec<(String, String)> {
+    [("AMQP_URL", amqp_url()), ("QUEUE", queue.name.clone())].map(|(k, v)| (k.to_owned(), v)).to_vec()
+}
+
 fn env(queue: &TestQueue, job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
-    [
-        ("AMQP_URL", amqp_url()),
-        ("QUEUE", queue.name.clone()),
-        ("JOB_MS", job_ms.to_string()),
-        ("DRAIN_GRACE_MS", grace_ms.to_string()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .to_vec()
+    workers::timed(&broker(queue), job_ms, grace_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_jobs_survive_random_sigterms() {
     let queue = TestQueue::new("drain-kill").await;
     queue.publish(0, 500).await;
-    let lost = workers::kill_test(KillTest::five_hundred_jobs(EXAMPLE, env(&queue, 0, 0)[..2].to_vec())).await;
+    let lost = workers::kill_test(KillTest::five_hundred_jobs(EXAMPLE, broker(&queue))).await;
     assert!(lost.is_empty(), "lost {lost:?}");
 }
 

@@ -17,9 +17,7 @@ fn broker(queue: &TestQueue) -> Vec<(String, String)> {
 }
 
 fn env(queue: &TestQueue, job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
-    let mut env = broker(queue);
-    env.extend([("JOB_MS".to_owned(), job_ms.to_string()), ("DRAIN_GRACE_MS".to_owned(), grace_ms.to_string())]);
-    env
+    workers::timed(&broker(queue), job_ms, grace_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,10 +132,17 @@ pub fn spread(times: &[Duration]) -> String {
     }
 }
 
+/// `broker`'s settings plus the two every example worker reads for its timing: `JOB_MS` and `DRAIN_GRACE_MS`.
+pub fn timed(broker: &[(String, String)], job_ms: u64, grace_ms: u64) -> Vec<(String, String)> {
+    let mut env = broker.to_vec();
+    env.extend([("JOB_MS".to_owned(), job_ms.to_string()), ("DRAIN_GRACE_MS".to_owned(), grace_ms.to_string())]);
+    env
+}
+
 /// Settings of a kill test.
 pub struct KillTest<'a> {
     pub example: &'a str,
-    /// The broker's settings (`JOB_MS`, `DRAIN_GRACE_MS` and `CONCURRENCY` are set here).
+    /// The broker's settings (`JOB_MS`, `DRAIN_GRACE_MS` and `CONCURRENCY` are set by [`kill_test`]).
     pub env: Vec<(String, String)>,
     pub jobs: usize,
     pub workers: usize,
@@ -181,12 +188,8 @@ pub async fn kill_test(test: KillTest<'_>) -> Vec<String> {
     let seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_nanos() as u64 | 1;
     println!("{}: seed {seed}", test.example);
     let mut rng = Rng(seed);
-    let mut env = test.env.clone();
-    env.extend([
-        ("JOB_MS".to_owned(), test.job_ms.to_string()),
-        ("DRAIN_GRACE_MS".to_owned(), "5000".to_owned()),
-        ("CONCURRENCY".to_owned(), "2".to_owned()),
-    ]);
+    let mut env = timed(&test.env, test.job_ms, 5_000);
+    env.push(("CONCURRENCY".to_owned(), "2".to_owned()));
     let log = DoneLog::default();
     let mut next = 0;
     let mut live: Vec<Worker> = (0..test.workers)
