@@ -39,11 +39,24 @@ async fn proxied_broker() -> (TcpProxy, String) {
     (proxy, url.to_string())
 }
 
-/// One target on a RabbitMQ queue: 0 to 20 replicas, polled every second, `extra` indented into the target.
-fn rabbitmq_target(deployment: &str, url: &str, queue: &str, per_worker: u32, extra: &str) -> String {
+/// One target of 0 to 20 replicas on one source: `extra` is indented into the target, `source` lists the source's
+/// settings, each line indented into it.
+fn target(deployment: &str, extra: &str, source: &str) -> String {
     format!(
-        "  - deployment: {deployment}\n    minReplicas: 0\n    maxReplicas: 20\n{extra}    sources:\n      - type: rabbitmq\n        url: {url}\n        queue: {queue}\n        backlogPerWorker: {per_worker}\n"
+        "  - deployment: {deployment}\n    minReplicas: 0\n    maxReplicas: 20\n{extra}    sources:\n      - {source}"
     )
+}
+
+/// One target on a RabbitMQ queue.
+fn rabbitmq_target(deployment: &str, url: &str, queue: &str, per_worker: u32, extra: &str) -> String {
+    let source =
+        format!("type: rabbitmq\n        url: {url}\n        queue: {queue}\n        backlogPerWorker: {per_worker}\n");
+    target(deployment, extra, &source)
+}
+
+/// Scale-ups in one write and scale-downs at once, indented into a target.
+fn fast_behavior() -> String {
+    format!("    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n")
 }
 
 fn agent_config(targets: &[String]) -> String {
@@ -100,8 +113,7 @@ async fn a_rabbitmq_outage_holds_the_count_and_the_first_poll_after_it_decides_a
     let (proxy, url) = proxied_broker().await;
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
-    let behavior = format!("    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n");
-    let target = rabbitmq_target("worker", &url, &queue.name, 10, &behavior);
+    let target = rabbitmq_target("worker", &url, &queue.name, 10, &fast_behavior());
     let agent = Agent::start(&kube, NS, &agent_config(&[target]), &[]).await;
     kube.wait_until_replicas(NS, "worker", 3, Duration::from_secs(20)).await.expect("30 messages: 3 replicas");
 
@@ -137,9 +149,7 @@ async fn a_rabbitmq_outage_raises_the_count_to_the_fallback_after_the_threshold_
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "raised", 1, &[("app", "raised")]);
     kube.create_deployment(NS, "kept", 1, &[("app", "kept")]);
-    let extra = format!(
-        "    fallback: {{failureThreshold: 3, replicas: 6}}\n    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n"
-    );
+    let extra = format!("    fallback: {{failureThreshold: 3, replicas: 6}}\n{}", fast_behavior());
     // The same queue: 30 messages are 3 replicas at 10 per worker, below the fallback, and 10 at 3, above it.
     let targets = [
         rabbitmq_target("raised", &url, &queue.name, 10, &extra),
@@ -210,9 +220,10 @@ async fn an_sqs_outage_holds_the_count_and_the_first_poll_after_it_decides_afres
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
-    let body = format!(
-        "pollInterval: 1s\nreadTimeout: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 0\n    maxReplicas: 20\n    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    sources:\n      - type: sqs\n        queueUrl: {endpoint}/123456789012/{name}\n        region: {REGION}\n        endpointUrl: {endpoint}\n        backlogPerWorker: 10\n"
+    let source = format!(
+        "type: sqs\n        queueUrl: {endpoint}/123456789012/{name}\n        region: {REGION}\n        endpointUrl: {endpoint}\n        backlogPerWorker: 10\n"
     );
+    let body = agent_config(&[target("worker", &fast_behavior(), &source)]);
     let agent = Agent::start_with_env(&kube, NS, &body, &[], &CREDENTIALS).await;
     kube.wait_until_replicas(NS, "worker", 3, Duration::from_secs(20)).await.expect("30 messages: 3 replicas");
 
@@ -247,11 +258,11 @@ async fn a_kafka_outage_holds_the_count_and_the_first_poll_after_it_decides_afre
     cluster.commit("outage-group", "outage", (0..8).map(|p| (p, 0)));
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
-    let body = format!(
-        "pollInterval: 1s\nreadTimeout: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 0\n    maxReplicas: 20\n    behavior: {{{FAST_UP}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    sources:\n      - type: kafka\n        brokers: {}\n        topic: outage\n        group: outage-group\n        backlogPerWorker: 50\n",
+    let source = format!(
+        "type: kafka\n        brokers: {}\n        topic: outage\n        group: outage-group\n        backlogPerWorker: 50\n",
         cluster.brokers()
     );
-    let agent = Agent::start(&kube, NS, &body, &[]).await;
+    let agent = Agent::start(&kube, NS, &agent_config(&[target("worker", &fast_behavior(), &source)]), &[]).await;
     kube.wait_until_replicas(NS, "worker", 4, Duration::from_secs(20)).await.expect("a lag of 200: 4 replicas");
 
     cluster.set_brokers_up(false);
