@@ -52,6 +52,10 @@ pub struct Config {
     /// Every value that came from the environment or a URL password: scrubbed from anything shown.
     #[serde(skip)]
     pub secrets: Secrets,
+    /// Settings that are valid but break a promise in some situations, located in the file: `check` prints them,
+    /// `check --strict` refuses them and `run` logs them at start.
+    #[serde(skip)]
+    pub warnings: Vec<LocatedProblem>,
 }
 
 /// `metrics:` — where `/metrics`, `/healthz` and `/readyz` are served.
@@ -261,6 +265,21 @@ pub struct LocatedProblem {
     pub problem: Problem,
 }
 
+impl LocatedProblem {
+    /// The line `check` prints for a warning: `FILE:LINE: warning: field: message`.
+    pub fn as_warning(&self) -> String {
+        let shown = self.to_string();
+        let location = match self.line {
+            Some(line) => format!("{}:{line}: ", self.file),
+            None => format!("{}: ", self.file),
+        };
+        match shown.strip_prefix(&location) {
+            Some(rest) => format!("{location}warning: {rest}"),
+            None => format!("warning: {shown}"),
+        }
+    }
+}
+
 impl fmt::Display for LocatedProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
@@ -305,19 +324,14 @@ impl Config {
 
     /// Parses and validates `text`; `file` names it in messages and `env` resolves `${NAME}` references.
     pub fn parse(file: &str, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let locate = |problems: Vec<Problem>| {
+        let locate = |problems: Vec<Problem>| -> Vec<LocatedProblem> {
             let index = LineIndex::build(text);
-            ConfigError::Invalid(
-                problems
-                    .into_iter()
-                    .map(|problem| LocatedProblem {
-                        file: file.to_owned(),
-                        line: index.line_of(&problem.path),
-                        problem,
-                    })
-                    .collect(),
-            )
+            problems
+                .into_iter()
+                .map(|problem| LocatedProblem { file: file.to_owned(), line: index.line_of(&problem.path), problem })
+                .collect()
         };
+        let invalid = |problems| ConfigError::Invalid(locate(problems));
         let mut tree: Value = serde_norway::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
             let message = format!("not valid YAML: {}", strip_location(&e.to_string()));
@@ -328,15 +342,15 @@ impl Config {
             }])
         })?;
         if tree.is_null() {
-            return Err(locate(vec![Problem::new("", "the file is empty; a config needs at least `targets:`")]));
+            return Err(invalid(vec![Problem::new("", "the file is empty; a config needs at least `targets:`")]));
         }
         let mut secrets = Secrets::default();
         let missing = expand_env(&mut tree, "", &env, &mut secrets);
         if !missing.is_empty() {
-            return Err(locate(missing));
+            return Err(invalid(missing));
         }
         let mut config: Config = serde_path_to_error::deserialize(tree)
-            .map_err(|e| locate(vec![problem_from_serde(&e.path().to_string(), &e.inner().to_string(), &secrets)]))?;
+            .map_err(|e| invalid(vec![problem_from_serde(&e.path().to_string(), &e.inner().to_string(), &secrets)]))?;
         for target in &config.targets {
             for source in &target.sources {
                 secrets.extend(&source.kind.secrets());
@@ -344,7 +358,20 @@ impl Config {
         }
         config.secrets = secrets;
         let problems = config.problems();
-        if problems.is_empty() { Ok(config) } else { Err(locate(problems)) }
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        config.warnings = locate(config.warning_problems());
+        Ok(config)
+    }
+
+    /// Valid settings that break a promise in some situations, with a path and what to do.
+    pub fn warning_problems(&self) -> Vec<Problem> {
+        self.targets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, target)| target.warnings().into_iter().map(move |p| p.under(&format!("targets[{i}]"))))
+            .collect()
     }
 
     /// Every rule the types cannot express, with a path and a fix.
@@ -373,7 +400,7 @@ impl Config {
                 ),
             ));
         }
-        if let Some(why) = dns_label_problem(&self.leader_election.lease_name) {
+        if let Some(why) = dns_subdomain_problem(&self.leader_election.lease_name) {
             problems.push(Problem::new(
                 "leaderElection.leaseName",
                 format!("`{}` is not a Lease name: {why}", self.leader_election.lease_name),
@@ -414,10 +441,19 @@ impl TargetConfig {
         self.scale_down_policy.or_else(|| self.latency_target.map(|_| ScaleDownPolicy::default()))
     }
 
+    /// Valid settings of this target that break a promise in some situations, relative to it.
+    pub fn warnings(&self) -> Vec<Problem> {
+        self.sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, source)| source.kind.warnings().into_iter().map(move |p| p.under(&format!("sources[{i}]"))))
+            .collect()
+    }
+
     /// Problems with this target, relative to it.
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if let Some(why) = dns_label_problem(&self.deployment) {
+        if let Some(why) = dns_subdomain_problem(&self.deployment) {
             problems.push(Problem::new("deployment", format!("`{}` is not a Deployment name: {why}", self.deployment)));
         }
         if self.max_replicas == 0 {
@@ -490,13 +526,36 @@ impl TargetConfig {
         if let Some(latency) = &self.latency_target {
             problems.extend(latency.problems().into_iter().map(|p| p.under("latencyTarget")));
             for (i, source) in self.sources.iter().enumerate() {
-                if matches!(&source.kind, SourceKind::RabbitMq(c) if c.exclude_unacknowledged) {
+                let uncounted = match &source.kind {
+                    SourceKind::RabbitMq(c) if c.exclude_unacknowledged => Some("excludeUnacknowledged"),
+                    SourceKind::Sqs(c) if !c.include_in_flight => Some("includeInFlight"),
+                    _ => None,
+                };
+                if let Some(field) = uncounted {
                     problems.push(Problem::new(
-                        format!("sources[{i}].excludeUnacknowledged"),
-                        "latencyTarget needs in-flight messages counted in the backlog to tell them from waiting \
-                         ones; remove excludeUnacknowledged",
+                        format!("sources[{i}].{field}"),
+                        format!(
+                            "latencyTarget needs in-flight messages counted in the backlog to tell them from waiting \
+                             ones; remove {field}"
+                        ),
                     ));
                 }
+            }
+            if latency.job_duration.is_none()
+                && let Some((i, source, why)) = self
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, s)| s.kind.cannot_learn_job_duration().map(|why| (i, s, why)))
+            {
+                problems.push(Problem::new(
+                    "latencyTarget.jobDuration",
+                    format!(
+                        "missing, and sources[{i}] (`{}`) cannot learn how long a job takes ({why}); set it, e.g. \
+                         `jobDuration: 30s`",
+                        source.name
+                    ),
+                ));
             }
         }
         problems.extend(self.burst.problems().into_iter().map(|p| p.under("burst")));
@@ -541,6 +600,24 @@ pub(crate) fn dns_label_problem(name: &str) -> Option<&'static str> {
         Some("use only lowercase letters, digits and '-'")
     } else if name.starts_with('-') || name.ends_with('-') {
         Some("it must start and end with a letter or digit")
+    } else {
+        None
+    }
+}
+
+/// Why `name` is not a valid name for most Kubernetes objects, Deployments and Leases among them (an RFC 1123
+/// subdomain: labels joined by dots, 253 characters at most), if it is not.
+pub(crate) fn dns_subdomain_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 253 {
+        Some("it is longer than 253 characters")
+    } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
+        Some("use only lowercase letters, digits, '-' and '.'")
+    } else if name.split('.').any(|label| label.is_empty()) {
+        Some("dots must separate non-empty parts (no leading, trailing or double dots)")
+    } else if name.split('.').any(|label| label.starts_with('-') || label.ends_with('-')) {
+        Some("each part between dots must start and end with a letter or digit")
     } else {
         None
     }

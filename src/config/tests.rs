@@ -219,7 +219,8 @@ fn line_index_finds_nested_paths_in_flow_and_block_style() {
 
 #[test]
 fn latency_target_and_its_companions_parse_with_defaults() {
-    let text = with("    sources:\n", "    latencyTarget: { maxWait: 2m, concurrency: 2 }\n    sources:\n");
+    let text = with("    sources:\n", "    latencyTarget: { maxWait: 2m, concurrency: 2 }\n    sources:\n")
+        .replace("queue: videos\n", "queue: videos\n        managementUrl: http://rabbitmq:15672\n");
     let config = Config::parse("qs.yaml", &text, env).expect("valid");
     let target = &config.targets[0];
     let latency = target.latency_target.expect("latency mode");

@@ -117,6 +117,14 @@ impl Behavior {
         )
     }
 
+    /// Whether the user wrote any scale-up rule (`policies`, `selectPolicy` or a window). A rule someone wrote —
+    /// two pods a minute to spare a database, `Disabled` to freeze the count — is a promise that bursts keep too.
+    pub fn names_scale_up(&self) -> bool {
+        self.scale_up.as_ref().is_some_and(|rules| {
+            rules.policies.is_some() || rules.select_policy.is_some() || rules.stabilization_window_seconds.is_some()
+        })
+    }
+
     /// The HPA's validation rules, relative to `behavior`.
     pub fn problems(&self) -> Vec<Problem> {
         [("scaleUp", &self.scale_up), ("scaleDown", &self.scale_down)]
@@ -212,6 +220,21 @@ pub enum BehaviorBound {
     DownDisabled,
 }
 
+/// A Percent scale-up limit as the HPA computes it, in float64 and rounded up so that a small count can still grow:
+/// `ceil(start × (1 + p/100))` (`calculateScaleUpLimitWithScalingRules`). The float matters at the edges: 12 % up
+/// from 25 is 28.000000000000004 in float64, so the HPA allows 29 where exact arithmetic says 28. queue-scaler
+/// promises `behavior` means what it means in the HPA, so it repeats the HPA's rounding, error included.
+fn percent_up(start: i64, percent: u32) -> i64 {
+    (start as f64 * (1.0 + f64::from(percent) / 100.0)).ceil() as i64
+}
+
+/// A Percent scale-down limit as the HPA computes it: `int32(start × (1 − p/100))`, float64 truncated
+/// (`calculateScaleDownLimitWithBehaviors`). 90 % down from 10 is 0.9999999999999998 there, so the HPA allows 0
+/// where exact arithmetic says 1; see [`percent_up`] for why the error is kept.
+fn percent_down(start: i64, percent: u32) -> i64 {
+    (start as f64 * (1.0 - f64::from(percent) / 100.0)) as i64
+}
+
 /// The memory the behavior rules need: recent recommendations and recent scale changes.
 #[derive(Debug, Clone, Default)]
 pub struct BehaviorState {
@@ -301,11 +324,8 @@ impl BehaviorState {
             let proposed = match (policy.kind, upward) {
                 (PolicyKind::Pods, true) => start + value,
                 (PolicyKind::Pods, false) => start - value,
-                // Rounded up so that a small count can still grow (the HPA's comment on the same line).
-                (PolicyKind::Percent, true) => {
-                    (start * (100 + value)).div_euclid(100) + i64::from((start * (100 + value)).rem_euclid(100) != 0)
-                }
-                (PolicyKind::Percent, false) => (start * (100 - value.min(100))).div_euclid(100),
+                (PolicyKind::Percent, true) => percent_up(start, policy.value),
+                (PolicyKind::Percent, false) => percent_down(start, policy.value),
             };
             proposed.clamp(0, i64::from(u32::MAX)) as u32
         });
@@ -403,6 +423,23 @@ mod tests {
         assert_eq!(state.limit_rate(t30, 4, 1, &up, &down), (4, Some(BehaviorBound::DownLimited)));
         let t60 = t0 + Duration::from_secs(60);
         assert_eq!(state.limit_rate(t60, 4, 1, &up, &down).0, 2);
+    }
+
+    #[test]
+    fn percent_limits_round_in_float64_as_the_hpa_does() {
+        // Go: int32(float64(10) * (1 - 90.0/100)) is 0 and int32(math.Ceil(float64(25) * (1 + 12.0/100))) is 29;
+        // exact arithmetic would say 1 and 28.
+        assert_eq!(percent_down(10, 90), 0);
+        assert_eq!(percent_up(25, 12), 29);
+        assert_eq!(percent_down(9, 50), 4);
+        assert_eq!(percent_up(1, 50), 2);
+        assert_eq!(percent_down(7, 100), 0);
+        let t0 = Instant::now();
+        let up = rules(0, SelectPolicy::Max, &[(PolicyKind::Percent, 12, 15)]);
+        let down = rules(0, SelectPolicy::Max, &[(PolicyKind::Percent, 90, 15)]);
+        let state = BehaviorState::default();
+        assert_eq!(state.limit_rate(t0, 25, 40, &up, &down), (29, Some(BehaviorBound::UpLimited)));
+        assert_eq!(state.limit_rate(t0, 10, 0, &up, &down), (0, None));
     }
 
     #[test]

@@ -20,9 +20,11 @@
 //!   last poll, or of the last two, are further from the average than noise can plausibly explain (see
 //!   [`ArrivalRate`]), so a burst — or its end — is seen within one or two polls;
 //! * **the job duration**, when `jobDuration` is not configured — Little's law again, on the worker side: busy
-//!   slot-seconds (in-flight × time) over jobs completed (arrivals minus the backlog's growth), summed over about
-//!   the last hundred jobs. It needs a source that reports both its arrival rate and its in-flight messages; until enough
-//!   jobs have completed, the source's `backlogPerWorker` recommendation stands in.
+//!   slot-seconds (in-flight × time) over jobs completed (arrivals minus the backlog's growth — for Kafka, the
+//!   committed offsets' growth), summed over about the last hundred jobs. It needs a source that reports its
+//!   arrival rate (RabbitMQ with `managementUrl`, Kafka); without an in-flight count, the busy slots are the
+//!   replicas' (or the backlog, when smaller). Until enough jobs have completed, the source's `backlogPerWorker`
+//!   recommendation stands in. Sources that cannot learn need `jobDuration`; `check` says so.
 
 use std::time::{Duration, Instant};
 
@@ -102,10 +104,15 @@ pub struct SourceLearning {
 
 #[derive(Debug, Clone, Copy)]
 struct Previous {
+    /// When the data was sampled: the read's time minus its `data_age`.
     at: Instant,
     backlog: f64,
     in_flight: Option<f64>,
 }
+
+/// A sampled reading whose data point is this close to the previous one's is the same point read again (the gap is
+/// the jitter of two reads' latencies).
+const SAME_SAMPLE: Duration = Duration::from_millis(500);
 
 /// The estimates after one reading.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -123,6 +130,11 @@ pub struct Estimates {
 impl SourceLearning {
     /// Takes one reading at `now`. `configured` is `jobDuration` in seconds if set; `busy_fallback` is how many
     /// worker slots are busy when the source does not say (current replicas × concurrency).
+    ///
+    /// Time is the data's own: a reading with a `data_age` was sampled that long before `now`. Sampled sources
+    /// (Cloud Monitoring's one point a minute, a Prometheus value between scrapes) return the same point at several
+    /// polls; that is no new observation, and the next point's change spreads over the time between the two
+    /// points, not over one poll — otherwise a minute's arrivals would look like a burst in five seconds.
     pub fn observe(
         &mut self,
         now: Instant,
@@ -130,15 +142,22 @@ impl SourceLearning {
         configured: Option<f64>,
         busy_fallback: f64,
     ) -> Estimates {
-        let previous =
-            self.previous.replace(Previous { at: now, backlog: reading.backlog, in_flight: reading.in_flight });
         let mut estimates =
             Estimates { job_duration_s: configured.or_else(|| self.learned_duration()), ..Estimates::default() };
         estimates.arrival_rate = self.arrival_rate.average();
+        let sampled_at = reading.data_age.and_then(|age| now.checked_sub(age)).unwrap_or(now);
+        let same_point = |previous: &Previous| {
+            reading.data_age.is_some() && sampled_at.saturating_duration_since(previous.at) < SAME_SAMPLE
+        };
+        if self.previous.as_ref().is_some_and(same_point) {
+            return estimates;
+        }
+        let previous =
+            self.previous.replace(Previous { at: sampled_at, backlog: reading.backlog, in_flight: reading.in_flight });
         let Some(previous) = previous else {
             return estimates;
         };
-        let dt = now.saturating_duration_since(previous.at).as_secs_f64();
+        let dt = sampled_at.saturating_duration_since(previous.at).as_secs_f64();
         if dt <= 0.0 {
             return estimates;
         }
@@ -151,7 +170,9 @@ impl SourceLearning {
             Some(rate) => Some(rate),
             None => estimates.job_duration_s.map(|d| (growth / dt + busy / d).max(0.0)),
         };
-        if let (Some(rate), Some(_)) = (reading.arrival_rate, reading.in_flight) {
+        // Completions are the arrivals the backlog did not keep: for Kafka, exactly the committed offsets' growth.
+        // Without an in-flight count the busy slots are the replicas' (or the backlog, when smaller).
+        if let Some(rate) = reading.arrival_rate {
             self.learn_duration(dt, busy, rate * dt - growth);
             estimates.job_duration_s = configured.or_else(|| self.learned_duration());
         }

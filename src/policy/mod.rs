@@ -40,6 +40,10 @@ use schedule::CompiledSchedule;
 /// The HPA's default tolerance: no change while usage is within 10 % of the target.
 pub const TOLERANCE: f64 = 0.1;
 
+/// Arrivals that keep less than this share of one worker busy (arrival rate × job duration) are no reason to keep a
+/// worker from zero: one 20 s job every 400 s. It also lets a smoothed rate that decays towards zero reach "idle".
+const NEGLIGIBLE_LOAD: f64 = 0.05;
+
 /// The rule that had the last word on a decision; its code is the `reason` label and JSON field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
@@ -83,11 +87,14 @@ pub enum Rule {
     BurstHold,
     /// No scale-down below the replicas working on in-flight jobs.
     BusyReplicas,
+    /// `replicas: 0` with `minReplicas` above 0: someone stopped the workers by hand; as with the HPA, the count is
+    /// left alone until it is raised again.
+    ScalingDisabled,
 }
 
 impl Rule {
     /// Every rule, for metrics that must reset the others.
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::SourceRecommendation,
         Rule::WithinTolerance,
         Rule::SourceFailing,
@@ -108,6 +115,7 @@ impl Rule {
         Rule::Burst,
         Rule::BurstHold,
         Rule::BusyReplicas,
+        Rule::ScalingDisabled,
     ];
 
     /// A stable CamelCase code, in the style of the HPA's condition reasons.
@@ -133,6 +141,7 @@ impl Rule {
             Rule::Burst => "Burst",
             Rule::BurstHold => "BurstHold",
             Rule::BusyReplicas => "BusyReplicas",
+            Rule::ScalingDisabled => "ScalingDisabled",
         }
     }
 }
@@ -191,6 +200,10 @@ pub struct Autoscaler {
     latency: Option<LatencyTarget>,
     burst: BurstConfig,
     burst_state: BurstState,
+    /// In latency mode, when a source last saw jobs arrive faster than `activation` per job duration.
+    arrivals_seen: Option<Instant>,
+    /// Whether a burst may jump past `behavior.scaleUp`: only when the user left it at its defaults.
+    burst_bypasses_scale_up: bool,
     keep_busy: bool,
 }
 
@@ -252,6 +265,8 @@ impl Autoscaler {
             latency: target.latency_target,
             burst: target.burst,
             burst_state: BurstState::default(),
+            arrivals_seen: None,
+            burst_bypasses_scale_up: !target.behavior.names_scale_up(),
             keep_busy: target.effective_scale_down_policy().is_some_and(|p| p.keep_busy),
         }
     }
@@ -269,12 +284,27 @@ impl Autoscaler {
         let bursting =
             self.burst.enabled && self.burst_state.observe(now, self.burst_interval(current), self.burst.hold_for);
         let verdicts = self.judge_sources(current, readings);
+        if current == 0 && self.min_replicas > 0 {
+            // When it is raised again, the windows start afresh from that count, as after a restart.
+            self.behavior = None;
+            let message = format!(
+                "replicas is 0 while minReplicas is {}: stopped by hand, so left alone until it is scaled up again \
+                 (as the HPA does)",
+                self.min_replicas
+            );
+            return Decision {
+                current,
+                desired: 0,
+                reason: Reason { rule: Rule::ScalingDisabled, message },
+                sources: verdicts,
+            };
+        }
         let mut draft = self.strongest_source(current, readings, &verdicts);
 
         if draft.replicas > self.max_replicas {
             draft.bind(self.max_replicas, Rule::MaxReplicas, format!("capped at maxReplicas {}", self.max_replicas));
         }
-        let floor = self.apply_floors(wall, readings, &mut draft);
+        let floor = self.apply_floors(now, wall, current, readings, &verdicts, &mut draft);
         let wanted = draft.replicas;
 
         let behavior = self.behavior.get_or_insert_with(|| BehaviorState::seeded(now, current));
@@ -292,7 +322,10 @@ impl Autoscaler {
         }
         let (limited, bound) = behavior.limit_rate(now, current, draft.replicas, &self.up, &self.down);
         if let Some(bound) = bound {
-            let rules = if limited >= current && bound != BehaviorBound::DownDisabled { &self.up } else { &self.down };
+            let rules = match bound {
+                BehaviorBound::UpLimited | BehaviorBound::UpDisabled | BehaviorBound::UpStabilized => &self.up,
+                BehaviorBound::DownLimited | BehaviorBound::DownDisabled | BehaviorBound::DownStabilized => &self.down,
+            };
             draft.bind(limited, rule_for(bound), format!("limited to {limited} ({})", rules.describe()));
         }
         if bursting {
@@ -333,6 +366,12 @@ impl Autoscaler {
                 Some(reading) => source.learning.observe(now, reading, configured, busy),
                 None => Estimates::default(),
             };
+            let e = &source.estimates;
+            let load = e.arrival_rate.zip(e.job_duration_s).map(|(rate, d)| rate * d);
+            let arriving = load.is_some_and(|busy| busy > self.activation.max(NEGLIGIBLE_LOAD));
+            if self.latency.is_some() && arriving {
+                self.arrivals_seen = Some(now);
+            }
         }
     }
 
@@ -357,9 +396,10 @@ impl Autoscaler {
             .find(Interval::is_burst)
     }
 
-    /// During a burst the recommendation (after caps and floors) applies at once, and nothing is removed.
+    /// During a burst the recommendation (after caps and floors) applies at once — unless the user wrote their own
+    /// `behavior.scaleUp`, which is obeyed — and nothing is removed.
     fn hold_through_burst(&self, current: u32, wanted: u32, draft: &mut Draft) {
-        if draft.replicas < wanted {
+        if draft.replicas < wanted && self.burst_bypasses_scale_up {
             draft.bind(
                 wanted,
                 Rule::Burst,
@@ -484,7 +524,15 @@ impl Autoscaler {
     }
 
     /// Applies the floor to the draft and returns it, so it can be enforced again after `behavior`.
-    fn apply_floors(&self, wall: DateTime<Utc>, readings: &[Option<Reading>], draft: &mut Draft) -> Floor {
+    fn apply_floors(
+        &self,
+        now: Instant,
+        wall: DateTime<Utc>,
+        current: u32,
+        readings: &[Option<Reading>],
+        verdicts: &[SourceVerdict],
+        draft: &mut Draft,
+    ) -> Floor {
         let scheduled = self
             .schedules
             .iter()
@@ -503,31 +551,63 @@ impl Autoscaler {
             };
         }
         if floor.replicas == 0 {
-            let any_failing = readings.iter().any(Option::is_none);
-            let active = readings.iter().flatten().find(|r| r.backlog > self.activation);
-            match (active, any_failing) {
-                (Some(reading), _) => {
-                    floor = Floor {
-                        replicas: 1,
-                        rule: Rule::Activation,
-                        why: format!("backlog {} is above activation {}", trim(reading.backlog), trim(self.activation)),
-                    };
-                }
-                (None, false) => {
+            let activation = trim(self.activation);
+            if let Some(why) = self.active_source(readings) {
+                floor = Floor { replicas: 1, rule: Rule::Activation, why };
+            } else if verdicts.iter().any(|v| v.failing) {
+                // What the healthy sources see is at or below activation, so they give no reason to run; a failing
+                // one cannot say. Hold (or take the fallback), whatever the sub-activation backlog would count.
+                let held = verdicts.iter().filter(|v| v.failing).map(|v| v.recommendation).max().unwrap_or(current);
+                if draft.replicas > held {
+                    let rule = if held > current { Rule::Fallback } else { Rule::SourceFailing };
                     draft.bind(
-                        0,
-                        Rule::Idle,
-                        format!("every backlog is at or below activation {}: scale to zero", trim(self.activation)),
+                        held,
+                        rule,
+                        format!("every healthy backlog is at or below activation {activation} and a source is failing: holding at {held}"),
                     );
                 }
-                // A failing source already asks to hold the current count.
-                (None, true) => {}
+            } else if let Some(since) = self.recent_arrivals(now) {
+                floor = Floor {
+                    replicas: 1,
+                    rule: Rule::Activation,
+                    why: format!(
+                        "jobs arrived {}s ago, within the {}s scale-down window: not idle yet",
+                        since.as_secs(),
+                        self.down.window.as_secs()
+                    ),
+                };
+            } else {
+                draft.bind(
+                    0,
+                    Rule::Idle,
+                    format!("every backlog is at or below activation {activation}: scale to zero"),
+                );
             }
         }
         if draft.replicas < floor.replicas {
             draft.bind(floor.replicas, floor.rule, floor.why.clone());
         }
         floor
+    }
+
+    /// Why the target must run, when a source's backlog is above `activation` or a source saw work only a running
+    /// worker can make countable.
+    fn active_source(&self, readings: &[Option<Reading>]) -> Option<String> {
+        let activation = trim(self.activation);
+        readings.iter().flatten().find_map(|r| {
+            if r.backlog > self.activation {
+                Some(format!("backlog {} is above activation {activation}", trim(r.backlog)))
+            } else {
+                r.wakes.then(|| "new messages wait where the workers never committed: waking them".to_owned())
+            }
+        })
+    }
+
+    /// In latency mode, how long ago jobs last arrived faster than `activation` per job duration, if that was within
+    /// the scale-down window: a stream of short jobs leaves the backlog at 0 at most polls, but it is not idle.
+    fn recent_arrivals(&self, now: Instant) -> Option<std::time::Duration> {
+        let since = now.saturating_duration_since(self.arrivals_seen?);
+        (since <= self.down.window).then_some(since)
     }
 }
 

@@ -17,7 +17,7 @@ fn target(yaml_target: &str) -> TargetConfig {
 /// A target on one source with 10 messages per worker, default behavior unless `extra` overrides.
 fn one_source(min: u32, max: u32, extra: &str) -> TargetConfig {
     target(&format!(
-        "- deployment: worker\n  minReplicas: {min}\n  maxReplicas: {max}\n  sources:\n    - type: rabbitmq\n      url: amqp://localhost\n      queue: jobs\n      backlogPerWorker: 10\n{extra}"
+        "- deployment: worker\n  minReplicas: {min}\n  maxReplicas: {max}\n  sources:\n    - type: rabbitmq\n      url: amqp://localhost\n      queue: jobs\n      managementUrl: http://localhost:15672\n      backlogPerWorker: 10\n{extra}"
     ))
 }
 
@@ -254,8 +254,14 @@ proptest! {
     #[test]
     fn always_within_min_and_max(target in arbitrary_target(), readings in arbitrary_readings(), start in 0u32..40) {
         let mut run = Run::new(&target, start);
+        // A Deployment stopped by hand (0 replicas with minReplicas above 0) stays stopped, as with the HPA.
+        let stopped = start == 0 && target.min_replicas > 0;
         for (tick, reading) in readings.iter().enumerate() {
             let d = run.at(tick as u64 * 5, &[reading.map(|b| Reading { backlog: b, ..Reading::default() })]);
+            if stopped {
+                prop_assert_eq!((d.desired, d.reason.rule), (0, Rule::ScalingDisabled));
+                continue;
+            }
             prop_assert!(d.desired <= target.max_replicas, "{} > max {}", d.desired, target.max_replicas);
             prop_assert!(d.desired >= target.min_replicas, "{} < min {}", d.desired, target.min_replicas);
         }
@@ -451,7 +457,7 @@ proptest! {
         observations in arbitrary_observations(),
         start in 0u32..60,
     ) {
-        let mut run = Run::new(&target, start);
+        let mut run = Run::new(&target, start.max(target.min_replicas));
         for (tick, o) in observations.iter().enumerate() {
             let reading = o.map(|(b, i, r)| Reading { backlog: b, in_flight: Some(i), arrival_rate: r, ..Reading::default() });
             let d = run.at(tick as u64 * 5, &[reading]);
@@ -491,4 +497,142 @@ proptest! {
             }
         }
     }
+}
+
+// ---- the edges (issue: decisions that keep their promises) ----
+
+#[test]
+fn a_scale_down_limit_quotes_the_scale_down_policies_even_when_it_holds_the_count() {
+    let extra = "  behavior: {scaleDown: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 5, periodSeconds: 120}]}}\n";
+    let mut run = Run::new(&one_source(1, 30, extra), 20);
+    let d = run.at(0, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (15, Rule::ScaleDownLimit));
+    // Inside the same 120 s period the limit is the current count: the scale-down rule still binds.
+    let d = run.at(15, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (15, Rule::ScaleDownLimit));
+    assert!(d.reason.message.contains("limited to 15 (Pods 5/120s, select Max)"), "{}", d.reason);
+}
+
+/// Latency mode on a source that reports its publish rate, with a 10 s job and a burst in the next interval.
+fn bursting(extra: &str) -> (Run, Decision) {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", extra), 2);
+    run.at(0, &[observed(0.0, 0.0, Some(0.0))]);
+    let d = run.at(5, &[observed(200.0, 2.0, Some(40.0))]);
+    (run, d)
+}
+
+#[test]
+fn a_burst_never_exceeds_a_scale_up_the_user_wrote() {
+    let (_, d) = bursting("  behavior: {scaleUp: {selectPolicy: Disabled}}\n");
+    assert_eq!((d.desired, d.reason.rule), (2, Rule::ScaleUpDisabled));
+    // Two pods a minute to spare a database: two now, and nothing more within the minute, burst or not.
+    let (mut run, d) = bursting("  behavior: {scaleUp: {policies: [{type: Pods, value: 2, periodSeconds: 60}]}}\n");
+    assert_eq!((d.desired, d.reason.rule), (4, Rule::ScaleUpLimit));
+    assert!(d.reason.message.contains("(Pods 2/60s, select Max)"), "{}", d.reason);
+    let d = run.at(10, &[observed(400.0, 4.0, Some(40.0))]);
+    assert_eq!((d.desired, d.reason.rule), (4, Rule::ScaleUpLimit));
+    assert_eq!(run.at(65, &[observed(600.0, 4.0, Some(40.0))]).desired, 6);
+    // A window the user set is obeyed too; with the defaults the burst jumps (see above).
+    let (_, d) = bursting("  behavior: {scaleUp: {stabilizationWindowSeconds: 60}}\n");
+    assert_eq!((d.desired, d.reason.rule), (2, Rule::ScaleUpStabilized));
+}
+
+#[test]
+fn at_zero_a_failing_source_never_wakes_the_target_on_a_backlog_below_activation() {
+    let config = target(
+        "- deployment: worker\n  minReplicas: 0\n  maxReplicas: 20\n  activation: 5\n  sources:\n    - {type: rabbitmq, url: 'amqp://h', queue: a, managementUrl: 'http://h:15672', backlogPerWorker: 1}\n    - {type: rabbitmq, url: 'amqp://h', queue: b, managementUrl: 'http://h:15672', backlogPerWorker: 1}\n",
+    );
+    let mut run = Run::new(&config, 0);
+    for t in 0..5 {
+        let d = run.at(t * 15, &[backlog(4.0), None]);
+        assert_eq!((d.desired, d.reason.rule), (0, Rule::SourceFailing), "tick {t}: {}", d.reason);
+    }
+    // Above activation it wakes, failing source or not.
+    let d = run.at(100, &[backlog(6.0), None]);
+    assert!(d.desired > 0, "{}", d.reason);
+    // With a fallback, the failing source's fallback count is what runs.
+    let with_fallback = target(
+        "- deployment: worker\n  minReplicas: 0\n  maxReplicas: 20\n  activation: 5\n  fallback: {failureThreshold: 2, replicas: 3}\n  sources:\n    - {type: rabbitmq, url: 'amqp://h', queue: a, managementUrl: 'http://h:15672', backlogPerWorker: 1}\n    - {type: rabbitmq, url: 'amqp://h', queue: b, managementUrl: 'http://h:15672', backlogPerWorker: 1}\n",
+    );
+    let mut run = Run::new(&with_fallback, 0);
+    assert_eq!(run.at(0, &[backlog(4.0), None]).desired, 0);
+    let d = run.at(15, &[backlog(4.0), None]);
+    assert_eq!((d.desired, d.reason.rule), (3, Rule::Fallback), "{}", d.reason);
+}
+
+#[test]
+fn a_deployment_stopped_by_hand_stays_stopped_while_min_replicas_is_above_zero() {
+    let mut run = Run::new(&one_source(2, 20, ""), 0);
+    for t in 0..4 {
+        let d = run.at(t * 15, &[backlog(500.0)]);
+        assert_eq!((d.desired, d.reason.rule), (0, Rule::ScalingDisabled), "{}", d.reason);
+        assert!(d.reason.message.contains("minReplicas is 2"), "{}", d.reason);
+    }
+    // Scaled up by hand again, it is managed again, and its scale-down window starts afresh from that count.
+    run.current = 8;
+    assert_eq!(run.at(100, &[backlog(0.0)]).desired, 8);
+    assert_eq!(run.at(399, &[backlog(0.0)]).desired, 8);
+    assert_eq!(run.at(400, &[backlog(0.0)]).desired, 2);
+    // minReplicas 0: zero is where the agent put it, and it wakes.
+    let mut run = Run::new(&one_source(0, 20, ""), 0);
+    assert!(run.at(0, &[backlog(50.0)]).desired > 0);
+}
+
+#[test]
+fn latency_mode_does_not_scale_a_steady_stream_of_short_jobs_to_zero() {
+    // One 2 s job every second on average: two workers busy, yet the backlog reads 0 at most polls because the
+    // workers take each job at once. The publish rate says what arrives.
+    let mut run = Run::new(&latency(0, 20, "{maxWait: 30s, jobDuration: 2s}", ""), 2);
+    let mut lowest = u32::MAX;
+    for tick in 0..120 {
+        let waiting = if tick % 7 == 0 { 1.0 } else { 0.0 };
+        let d = run.at(tick * 5, &[observed(waiting + 2.0 * f64::from(tick % 2 == 0), 0.0, Some(1.0))]);
+        lowest = lowest.min(d.desired);
+        assert_ne!(d.reason.rule, Rule::Idle, "t = {}: {}", tick * 5, d.reason);
+    }
+    assert!(lowest >= 1, "scaled to zero under steady traffic");
+    // The traffic stops at 600 s: once the smoothed rate says the arrivals are gone, and the scale-down window (30 s
+    // by default in latency mode) has passed without any, it goes to zero.
+    let mut idle_at = None;
+    for tick in 120..220 {
+        let d = run.at(tick * 5, &[observed(0.0, 0.0, Some(0.0))]);
+        if d.reason.rule == Rule::Idle && idle_at.is_none() {
+            idle_at = Some(tick * 5);
+        }
+    }
+    let idle_at = idle_at.expect("idle once the arrivals stopped");
+    assert!((630..=900).contains(&idle_at), "went idle at {idle_at} s; the traffic stopped at 600 s");
+}
+
+#[test]
+fn a_repeated_sample_is_no_observation_and_a_minute_of_growth_is_no_burst() {
+    // Cloud Monitoring gives one point a minute; the agent polls every 5 s and sees the same point 12 times, then
+    // a point 60 s newer with 40 more messages. 10 replicas of 10 s jobs complete 60 a minute: growing by 40 in a
+    // minute is no burst, though growing by 40 in the 5 s of one poll would be.
+    let config = latency(10, 50, "{maxWait: 120s, jobDuration: 10s}", "");
+    let mut run = Run::new(&config, 10);
+    let sampled = |backlog: f64, age: u64| {
+        Some(Reading { backlog, data_age: Some(Duration::from_secs(age)), ..Reading::default() })
+    };
+    for tick in 0..12 {
+        let d = run.at(tick * 5, &[sampled(100.0, 30 + tick * 5)]);
+        assert_eq!(d.desired, 10, "tick {tick}: {}", d.reason);
+    }
+    let d = run.at(60, &[sampled(140.0, 30)]);
+    assert_ne!(d.reason.rule, Rule::Burst, "{}", d.reason);
+    // The same jump in a source read fresh at every poll is a burst.
+    let mut fresh = Run::new(&config, 10);
+    for tick in 0..12 {
+        fresh.at(tick * 5, &[backlog(100.0)]);
+    }
+    assert_eq!(fresh.at(60, &[backlog(140.0)]).reason.rule, Rule::Burst);
+}
+
+#[test]
+fn new_messages_where_the_group_never_committed_wake_a_target_at_zero() {
+    let extra = "  activation: 50\n";
+    let mut run = Run::new(&one_source(0, 20, extra), 0);
+    assert_eq!(run.at(0, &[backlog(3.0)]).desired, 0);
+    let d = run.at(5, &[Some(Reading { backlog: 3.0, wakes: true, ..Reading::default() })]);
+    assert_eq!(d.desired, 1, "{}", d.reason);
 }

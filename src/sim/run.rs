@@ -35,6 +35,7 @@ targets:
       - type: rabbitmq
         url: amqp://simulated
         queue: transcoding
+        managementUrl: http://simulated:15672
         backlogPerWorker: 2
 ";
 

@@ -38,6 +38,11 @@ pub struct Reading {
     pub data_age: Option<Duration>,
     /// How long the oldest waiting message has waited, when the source can tell.
     pub oldest_message_age: Option<Duration>,
+    /// New work waits that the backlog cannot show until a worker runs (messages on a Kafka partition the group
+    /// never committed): wakes a target at zero whatever `activation` says.
+    pub wakes: bool,
+    /// Partitions the consumer group has no committed offset on, for sources that have partitions.
+    pub uncommitted_partitions: Option<u32>,
 }
 
 /// The largest backlog believed: anything above is a broken exporter, not a queue.
@@ -195,6 +200,31 @@ impl SourceKind {
             SourceKind::Prometheus(c) => c.problems(),
             SourceKind::PubSub(c) => c.problems(),
             SourceKind::Fixed(c) => c.problems(),
+        }
+    }
+
+    /// Settings that `check` accepts but that break a promise in some situations, as (field, what to know and do)
+    /// relative to the source: `check` prints them as warnings, `check --strict` refuses them, `run` logs them.
+    pub fn warnings(&self) -> Vec<Problem> {
+        match self {
+            SourceKind::Kafka(c) => c.warnings(),
+            SourceKind::RabbitMq(c) => c.warnings(),
+            SourceKind::Sqs(c) => c.warnings(),
+            SourceKind::Prometheus(_) | SourceKind::PubSub(_) | SourceKind::Fixed(_) => Vec::new(),
+        }
+    }
+
+    /// Why latency mode cannot learn a job duration from this source, if it cannot: it needs the source's arrival
+    /// rate (see [`crate::policy::latency`]). `None` when it can.
+    pub fn cannot_learn_job_duration(&self) -> Option<&'static str> {
+        match self {
+            SourceKind::Kafka(_) => None,
+            SourceKind::RabbitMq(c) if c.management_url.is_some() => None,
+            SourceKind::RabbitMq(_) => Some("over AMQP RabbitMQ reports no publish rate: add `managementUrl`"),
+            SourceKind::Sqs(_) => Some("SQS reports no arrival rate"),
+            SourceKind::Prometheus(_) => Some("a query reports no arrival rate"),
+            SourceKind::PubSub(_) => Some("Cloud Monitoring's backlog metric reports no arrival rate"),
+            SourceKind::Fixed(_) => Some("a fixed backlog has no arrivals"),
         }
     }
 

@@ -72,6 +72,28 @@ impl Config {
         problems
     }
 
+    pub(super) fn warnings(&self) -> Vec<Problem> {
+        let hidden = if self.management_url.is_none() {
+            Some(("managementUrl", "is not set, so only ready messages count (AMQP cannot see the others)"))
+        } else if self.exclude_unacknowledged {
+            Some(("excludeUnacknowledged", "is true, so only ready messages count"))
+        } else {
+            None
+        };
+        hidden
+            .map(|(field, why)| {
+                Problem::new(
+                    field,
+                    format!(
+                        "{why}: workers busy with a job look idle, and a scale-down (to zero with minReplicas: 0) \
+                         removes them mid-job; set `managementUrl` to count unacknowledged messages too"
+                    ),
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
     pub(super) fn secrets(&self) -> Secrets {
         let mut secrets = Secrets::default();
         secrets.add_url_password(&self.url);

@@ -75,6 +75,17 @@ const NON_EXISTENT_QUEUE: &str = "AWS.SimpleQueueService.NonExistentQueue";
 const CREDENTIAL_VARIABLES: &[&str] = &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 
 impl Config {
+    pub(super) fn warnings(&self) -> Vec<Problem> {
+        if self.include_in_flight {
+            return Vec::new();
+        }
+        vec![Problem::new(
+            "includeInFlight",
+            "is false, so messages workers hold do not count: workers busy with a job look idle, and a scale-down (to \
+             zero with minReplicas: 0) removes them mid-job; remove it to count in-flight messages",
+        )]
+    }
+
     pub(super) fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if queue_name(&self.queue_url).is_none() {

@@ -254,6 +254,18 @@ impl Config {
         }
     }
 
+    pub(super) fn warnings(&self) -> Vec<Problem> {
+        if self.offset_reset_policy == OffsetResetPolicy::Earliest {
+            return Vec::new();
+        }
+        vec![Problem::new(
+            "offsetResetPolicy",
+            "is `latest` (the default): workers with auto.offset.reset=latest that join a group without committed \
+             offsets (a new group, or one whose offsets expired while it sat at zero) skip every message produced \
+             before they joined; `earliest` is the usual choice for a work queue, here and in the workers",
+        )]
+    }
+
     pub(super) fn secrets(&self) -> Secrets {
         let mut secrets = Secrets::default();
         if let Some(sasl) = &self.sasl {
