@@ -59,10 +59,16 @@ enum Command {
     /// Validate a config file without contacting anything.
     ///
     /// Exits 0 when the config is valid, 2 with one line per problem (FILE:LINE: field: what is wrong, what to do).
+    /// Settings that are valid but break a promise in some situations (busy workers that look idle, a Kafka reset
+    /// policy that skips messages) print a `FILE:LINE: warning: field: ...` line each, on stderr; they fail the
+    /// check only with --strict.
     Check {
         /// The config file (YAML).
         #[arg(short, long, value_name = "FILE", env = "QUEUE_SCALER_CONFIG")]
         config: PathBuf,
+        /// Exit 2 on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Set a Deployment's replica count by hand, optionally holding the agent off it for a while.
     ///
@@ -74,8 +80,8 @@ enum Command {
         /// The replica count to set.
         #[arg(long, required_unless_present = "release")]
         replicas: Option<u32>,
-        /// Keep the agent off this Deployment for this long (e.g. 30m, 2h).
-        #[arg(long, value_parser = parse_duration, conflicts_with = "release")]
+        /// Keep the agent off this Deployment for this long (e.g. 30m, 2h; at most 365d).
+        #[arg(long, value_parser = parse_hold, conflicts_with = "release")]
         hold: Option<Duration>,
         /// Remove a hold set earlier, handing the Deployment back to the agent.
         #[arg(long)]
@@ -163,6 +169,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; write e.g. 30m or 2h"))
 }
 
+/// The longest `--hold`: a hold is for a while; a Deployment to leave alone for good belongs out of the config.
+const LONGEST_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn parse_hold(text: &str) -> Result<Duration, String> {
+    let hold = parse_duration(text)?;
+    if hold > LONGEST_HOLD {
+        return Err(format!(
+            "`{text}` is longer than a year; hold for at most 365d, or remove the target from the config to leave \
+             the Deployment alone for good"
+        ));
+    }
+    Ok(hold)
+}
+
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -177,8 +197,15 @@ fn main() -> ExitCode {
     // Several client libraries link rustls; name the one crypto provider so none has to guess.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config, strict } => match Config::load(&config) {
             Ok(config) => {
+                for warning in &config.warnings {
+                    eprintln!("{}", warning.as_warning());
+                }
+                if strict && !config.warnings.is_empty() {
+                    eprintln!("{}: {} warning(s), refused by --strict", config_label(&config), config.warnings.len());
+                    return ExitCode::from(2);
+                }
                 println!("{}: ok ({} target(s))", config_label(&config), config.targets.len());
                 ExitCode::SUCCESS
             }
@@ -189,6 +216,9 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(error) => return config_failure(&error),
             };
+            for warning in &config.warnings {
+                tracing::warn!("{}", warning.as_warning());
+            }
             redact::remember(&config.secrets);
             let options = RunOptions { dry_run, once, config_path: Some(path) };
             match runtime().block_on(run(config, options)) {
@@ -205,8 +235,8 @@ fn main() -> ExitCode {
         Command::Scale { deployment, replicas, hold, release, namespace } => outcome(runtime().block_on(async {
             let client = kube::Client::try_default().await.context("cannot find Kubernetes credentials")?;
             let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
-            let hold_until =
-                hold.map(|h| chrono::Utc::now() + chrono::Duration::from_std(h).unwrap_or(chrono::Duration::MAX));
+            // `parse_hold` keeps it within a year, so neither the conversion nor the sum can overflow.
+            let hold_until = hold.and_then(|h| chrono::Duration::from_std(h).ok()).map(|h| chrono::Utc::now() + h);
             let change = deployment::ManualChange { replicas, hold_until, release };
             deployment::change_by_hand(client, &namespace, &deployment, &change)
                 .await

@@ -26,6 +26,8 @@ pub const RECOMMENDED_REPLICAS: &str = "queue_scaler_recommended_replicas";
 pub const SOURCE_DATA_AGE: &str = "queue_scaler_source_data_age_seconds";
 /// How long the oldest waiting message has waited.
 pub const OLDEST_MESSAGE_AGE: &str = "queue_scaler_oldest_message_age_seconds";
+/// Partitions a Kafka source's consumer group has no committed offset on.
+pub const KAFKA_UNCOMMITTED_PARTITIONS: &str = "queue_scaler_kafka_uncommitted_partitions";
 /// The replica count decided.
 pub const DESIRED_REPLICAS: &str = "queue_scaler_desired_replicas";
 /// The replica count the Deployment had when the decision was made.
@@ -66,6 +68,11 @@ fn describe() {
     describe_gauge!(RECOMMENDED_REPLICAS, "Replica count the source asks for.");
     describe_gauge!(SOURCE_DATA_AGE, metrics::Unit::Seconds, "Age of the newest data point a sampled source read.");
     describe_gauge!(OLDEST_MESSAGE_AGE, metrics::Unit::Seconds, "How long the oldest waiting message has waited.");
+    describe_gauge!(
+        KAFKA_UNCOMMITTED_PARTITIONS,
+        "Partitions the Kafka consumer group has no committed offset on (under `latest`, only messages produced \
+         there since the agent first looked count)."
+    );
     describe_gauge!(DESIRED_REPLICAS, "Replica count decided at the latest poll.");
     describe_gauge!(CURRENT_REPLICAS, "Replica count of the Deployment at the latest poll.");
     describe_counter!(SOURCE_ERRORS, "Failed source reads, by kind.");
@@ -147,6 +154,10 @@ impl TargetMetrics {
                 }
                 if let Some(age) = reading.oldest_message_age {
                     source.oldest_message_age.set(age.as_secs_f64());
+                }
+                if let Some(partitions) = reading.uncommitted_partitions {
+                    let labels = [("deployment", self.deployment.clone()), ("source", source.name.clone())];
+                    gauge!(KAFKA_UNCOMMITTED_PARTITIONS, &labels).set(f64::from(partitions));
                 }
             }
             Err(error) => counter!(

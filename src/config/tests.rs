@@ -325,9 +325,12 @@ fn config_for_example(base: &str, example: &str, message_path: &str) -> String {
     } else {
         usize::from(message_path.starts_with("targets[0]."))
     };
+    // An example with `type:` is a whole new source, whatever field the message is about.
+    let new_source_example = example.split('`').skip(1).step_by(2).any(|span| span.starts_with("type:"));
     let level = |key: &str| match key {
         _ if TOP_FIELDS.contains(&key) => 0,
         _ if TARGET_FIELDS.contains(&key) => 1,
+        _ if new_source_example => 2,
         _ => level_of_message,
     };
     if let Some(key) = example.strip_prefix("no ") {
@@ -378,9 +381,15 @@ fn every_row_of_the_config_error_table_is_what_check_prints() {
             panic!("a row needs three cells (rule, example, message): {row}");
         };
         let expected = code_span(message);
-        let path = expected.split_once(": ").map_or("", |(p, _)| p);
+        let path = expected.strip_prefix("warning: ").unwrap_or(expected).split_once(": ").map_or("", |(p, _)| p);
         let text = config_for_example(base, example, path);
-        let printed = Config::parse("qs.yaml", &text, env).err().map(|e| e.to_string()).unwrap_or_default();
+        let printed = match Config::parse("qs.yaml", &text, env) {
+            Ok(config) if expected.starts_with("warning: ") => {
+                config.warnings.iter().map(LocatedProblem::as_warning).collect::<Vec<_>>().join("\n")
+            }
+            Ok(_) => String::new(),
+            Err(error) => error.to_string(),
+        };
         // What follows `FILE:LINE: ` (or `FILE: ` for a problem without a line).
         let shown = printed.strip_prefix("qs.yaml:").map(|rest| {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());

@@ -35,11 +35,19 @@ impl Schedule {
     /// Problems with this schedule, relative to it.
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if let Err(e) = parse_cron(&self.cron) {
-            problems.push(Problem::new(
+        match parse_cron(&self.cron) {
+            Err(e) => problems.push(Problem::new(
                 "cron",
                 format!("`{}` is not a cron expression ({e}); write five fields, e.g. `0 8 * * 1-5`", self.cron),
-            ));
+            )),
+            Ok(cron) if !ever_fires(&cron) => problems.push(Problem::new(
+                "cron",
+                format!(
+                    "`{}` never fires: no date matches its day and month (e.g. 30 February); check both fields",
+                    self.cron
+                ),
+            )),
+            Ok(_) => {}
         }
         if let Some(tz) = &self.timezone
             && Tz::from_str(tz).is_err()
@@ -73,6 +81,16 @@ impl Schedule {
 
 fn parse_cron(text: &str) -> Result<Cron, croner::errors::CronError> {
     Cron::from_str(text)
+}
+
+/// Whether `cron` matches any moment at all. Every day-and-month combination that exists comes round within
+/// eight years (29 February included), so one search over that span settles it, and a schedule that could never
+/// raise its floor is refused instead of silently doing nothing — and instead of each decision searching for a
+/// start back to the year 0.
+fn ever_fires(cron: &Cron) -> bool {
+    use chrono::TimeZone;
+    let from = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("a valid date");
+    cron.find_next_occurrence(&from, true).is_ok_and(|next| next.signed_duration_since(from).num_days() < 8 * 366)
 }
 
 /// A schedule with its cron expression parsed and its time zone resolved.
@@ -158,5 +176,24 @@ mod tests {
         let paths: Vec<String> = bad.problems().into_iter().map(|p| p.path).collect();
         assert_eq!(paths, ["cron", "timezone", "duration"]);
         assert!(bad.compile().is_none());
+    }
+
+    #[test]
+    fn a_cron_that_can_never_fire_is_refused_and_a_leap_day_is_not() {
+        let at = |cron: &str| Schedule {
+            cron: cron.into(),
+            duration: Duration::from_secs(60),
+            min_replicas: 1,
+            timezone: None,
+        };
+        let started = std::time::Instant::now();
+        let never = at("0 0 30 2 *").problems();
+        assert_eq!(never.len(), 1, "{never:?}");
+        assert_eq!(never[0].path, "cron");
+        assert!(never[0].message.contains("never fires"), "{}", never[0].message);
+        println!("refusing `0 0 30 2 *` took {:?}", started.elapsed());
+        assert!(at("0 0 31 4 *").problems()[0].message.contains("never fires"), "April has 30 days");
+        assert!(at("0 0 29 2 *").problems().is_empty(), "every four years");
+        assert!(at("0 0 30 2 1").problems().is_empty(), "day of month or day of week: every Monday in February");
     }
 }

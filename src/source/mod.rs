@@ -88,6 +88,9 @@ pub enum SourceError {
     /// The read took longer than the configured timeout.
     #[error("no answer within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// The answer held no value at all (an empty Prometheus result: the series are gone or were never there).
+    #[error("{what} is empty: {detail}")]
+    Empty { what: String, detail: String },
     /// The newest data point is too old to act on.
     #[error("newest data point is {}s old, more than maxStaleness {}s", .age.as_secs(), .max.as_secs())]
     Stale { age: Duration, max: Duration },
@@ -105,6 +108,7 @@ impl SourceError {
             SourceError::Denied { .. } => "denied",
             SourceError::Protocol { .. } => "protocol",
             SourceError::Timeout(_) => "timeout",
+            SourceError::Empty { .. } => "empty",
             SourceError::Stale { .. } => "stale",
             SourceError::Rejected(_) => "rejected",
         }

@@ -7,22 +7,29 @@
 //! The query runs as an instant query, `GET {url}/api/v1/query?query=…`, and must come back as one number:
 //!
 //! * a **scalar**, or a **vector with one sample** — the value;
-//! * an **empty vector** — read as 0 (KEDA's `ignoreNullValues`, default true): `sum()` over series that do not
-//!   exist yet, or that went stale because their pods are gone, is empty rather than 0. `ignoreNullValues: false`
-//!   makes it a failure instead, so a misspelt metric name cannot quietly scale a Deployment to its minimum;
+//! * an **empty vector** — a failed read of its own kind (`empty`), which holds the count like any failure:
+//!   `sum()` over series that went stale because the exporter crashed is empty, not 0, and reading it as 0 would
+//!   scale a Deployment to zero in the middle of an outage. `ignoreNullValues: true` reads it as 0 instead — KEDA's
+//!   default, right when series are absent because nothing happened yet, and a risk whenever they are absent
+//!   because the exporter is down or a metric name is misspelt;
 //! * anything else — several series, a range vector, a string, NaN, an infinity or a negative number — is an
 //!   error that names the query (for several series, how many, and to aggregate them with `sum()`).
 //!
-//! [`Reading::data_age`] is now minus the sample's timestamp. Prometheus stamps instant-query samples with the
-//! evaluation time, so this is the age of the answer (plus clock skew), not of the scrape; a series whose target
-//! stopped reporting drops out of the result instead (staleness markers, or the 5-minute lookback).
+//! [`Reading::data_age`] says how old the value may be. Prometheus stamps instant-query samples with the evaluation
+//! time, not the scrape's, so between scrapes it answers the same value with a fresh timestamp: a value that did
+//! not change since an earlier read is taken to be that earlier scrape, and its age counts from when it was first
+//! read (for at most [`SAME_VALUE_AT_MOST`], beyond which an unchanged value is a fresh reading of an unchanged
+//! queue). That keeps latency mode's rate estimates from seeing no growth for several polls and then a scrape's
+//! worth at once, which looks like a burst. A series whose target stopped reporting drops out of the result
+//! (staleness markers, or the 5-minute lookback), which is the empty result above.
 //!
 //! Credentials: basic auth from the URL's userinfo, or a bearer token from `bearerTokenFile`, read again at every
 //! poll because projected service-account tokens rotate.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -44,14 +51,14 @@ pub struct Config {
     /// A file holding a bearer token, sent as `Authorization: Bearer …` (read at every poll).
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
-    /// Read an empty result as 0 (default) rather than as a failure.
-    #[serde(default = "empty_is_zero")]
+    /// Read an empty result as 0 rather than as a failed read (the default, which holds the count).
+    #[serde(default)]
     pub ignore_null_values: bool,
 }
 
-fn empty_is_zero() -> bool {
-    true
-}
+/// The longest an unchanged value is taken for the same scrape: longer than the common scrape intervals (15 s to
+/// 1 min) with room for a missed scrape.
+pub const SAME_VALUE_AT_MOST: Duration = Duration::from_secs(120);
 
 /// How many series an error about several series lists before it says "…".
 const SERIES_SHOWN: usize = 3;
@@ -103,12 +110,28 @@ pub struct Prometheus {
     config: Config,
     secrets: Secrets,
     http: reqwest::Client,
+    /// The last value read and when it was first read.
+    last: Mutex<Option<(f64, Instant)>>,
 }
 
 impl Prometheus {
     /// A reader for `config`; nothing is contacted until the first read.
     pub fn new(config: Config) -> Prometheus {
-        Prometheus { secrets: config.secrets(), config, http: crate::outbound::client() }
+        Prometheus { secrets: config.secrets(), config, http: crate::outbound::client(), last: Mutex::new(None) }
+    }
+
+    /// How long `value` has been the answer, if it was the answer before (up to [`SAME_VALUE_AT_MOST`]).
+    fn unchanged_for(&self, value: f64, now: Instant) -> Duration {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some((previous, since)) if previous == value && now.duration_since(since) < SAME_VALUE_AT_MOST => {
+                now.duration_since(since)
+            }
+            _ => {
+                *last = Some((value, now));
+                Duration::ZERO
+            }
+        }
     }
 
     fn server(&self) -> String {
@@ -232,10 +255,10 @@ impl Prometheus {
         if self.config.ignore_null_values {
             return Ok(None);
         }
-        Err(SourceError::NotFound {
-            what: format!("a series for {}", self.query()),
-            detail: "the result is empty; check the metric name and labels, or set `ignoreNullValues: true` to \
-                     read an empty result as 0"
+        Err(SourceError::Empty {
+            what: format!("the result of {}", self.query()),
+            detail: "no series (an exporter that is down, a misspelt metric, or nothing reported yet); holding the \
+                     count. Set `ignoreNullValues: true` if an empty result means 0 for this query"
                 .into(),
         })
     }
@@ -245,7 +268,10 @@ impl ReadBacklog for Prometheus {
     async fn read(&self) -> Result<Reading, SourceError> {
         let answer = self.answer().await?;
         Ok(match self.value(answer)? {
-            Some((backlog, stamped)) => Reading { backlog, data_age: Some(age_of(stamped)), ..Reading::default() },
+            Some((backlog, stamped)) => {
+                let age = age_of(stamped).max(self.unchanged_for(backlog, Instant::now()));
+                Reading { backlog, data_age: Some(age), ..Reading::default() }
+            }
             None => Reading::default(),
         })
     }
@@ -324,7 +350,7 @@ mod tests {
     use super::*;
 
     fn config(url: &str, query: &str) -> Config {
-        Config { url: url.to_owned(), query: query.to_owned(), bearer_token_file: None, ignore_null_values: true }
+        Config { url: url.to_owned(), query: query.to_owned(), bearer_token_file: None, ignore_null_values: false }
     }
 
     fn reader(query: &str) -> Prometheus {
@@ -365,13 +391,28 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_result_is_zero_unless_null_values_are_refused() {
+    fn an_empty_result_is_a_failed_read_unless_null_values_are_ignored() {
         let empty = vector(&[]);
-        assert_eq!(value_of(&reader("sum(jobs)"), &empty).expect("empty is fine"), None);
-        let strict = Prometheus::new(Config { ignore_null_values: false, ..config("http://p:9090", "sum(jobs)") });
-        let error = value_of(&strict, &empty).expect_err("empty is refused");
-        assert_eq!(error.kind(), "not_found");
+        let error = value_of(&reader("sum(jobs)"), &empty).expect_err("empty is refused by default");
+        assert_eq!(error.kind(), "empty");
         assert!(error.to_string().contains("query `sum(jobs)`"), "{error}");
+        assert!(error.to_string().contains("ignoreNullValues: true"), "{error}");
+        let lenient = Prometheus::new(Config { ignore_null_values: true, ..config("http://p:9090", "sum(jobs)") });
+        assert_eq!(value_of(&lenient, &empty).expect("empty is 0 when asked"), None);
+        let parsed: Config = serde_norway::from_str("url: http://p:9090\nquery: sum(jobs)").expect("parses");
+        assert!(!parsed.ignore_null_values, "the default holds the count");
+    }
+
+    #[test]
+    fn an_unchanged_value_ages_from_its_first_read_for_at_most_two_minutes() {
+        let r = reader("sum(jobs)");
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(r.unchanged_for(5.0, at(0)), Duration::ZERO);
+        assert_eq!(r.unchanged_for(5.0, at(10)), Duration::from_secs(10), "the same scrape, read again");
+        assert_eq!(r.unchanged_for(6.0, at(15)), Duration::ZERO, "a new value is a new scrape");
+        assert_eq!(r.unchanged_for(6.0, at(134)), Duration::from_secs(119));
+        assert_eq!(r.unchanged_for(6.0, at(135)), Duration::ZERO, "after two minutes: a fresh reading");
     }
 
     #[test]

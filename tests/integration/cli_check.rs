@@ -130,3 +130,47 @@ async fn run_with_a_broken_config_exits_2_before_contacting_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("minReplicas (12) is above maxReplicas (10)"));
     assert!(kube.requests().is_empty(), "the API was contacted: {:?}", kube.requests());
 }
+
+#[tokio::test]
+async fn check_prints_warnings_and_refuses_them_only_with_strict() {
+    // Over AMQP a RabbitMQ source counts ready messages only: busy workers look idle.
+    let (code, stdout, stderr) = check(GOOD, Some("pw")).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 target(s))"), "{stdout}");
+    assert!(
+        stderr.starts_with(
+            "FILE:8: warning: targets[0].sources[0].managementUrl: is not set, so only ready messages count"
+        ),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("qs.yaml");
+    std::fs::write(&file, GOOD).expect("write");
+    let strict = tokio::process::Command::new(BINARY)
+        .args(["check", "--strict", "-c"])
+        .arg(&file)
+        .env("QS_TEST_PASSWORD", "pw")
+        .output()
+        .await
+        .expect("run queue-scaler check --strict");
+    assert_eq!(strict.status.code(), Some(2), "{}", String::from_utf8_lossy(&strict.stderr));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("1 warning(s), refused by --strict"));
+    // Counting unacknowledged messages too: nothing to warn about.
+    let counted = GOOD.replace("queue: videos\n", "queue: videos\n        managementUrl: http://rabbitmq:15672\n");
+    let (code, _, stderr) = check(&counted, Some("pw")).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+}
+
+#[tokio::test]
+async fn an_absurd_hold_is_a_clear_error_not_a_panic() {
+    let out = tokio::process::Command::new(BINARY)
+        .args(["scale", "worker", "--replicas", "3", "--hold", "1000000y", "--namespace", "video"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .await
+        .expect("run queue-scaler scale");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is longer than a year; hold for at most 365d"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

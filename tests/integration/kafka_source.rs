@@ -243,3 +243,69 @@ async fn the_agent_scales_a_deployment_from_the_group_lag_capped_at_the_partitio
     assert_eq!(agent.metric(&backlog).await, Some(1_000.0));
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn under_latest_messages_produced_where_the_group_never_committed_count_from_the_first_look() {
+    let cluster = TestCluster::new();
+    cluster.topic("fresh", 4);
+    cluster.produce("fresh", 4, |_| 5);
+    let reader = Kafka::new(config(&cluster.brokers(), Some("fresh")), TIMEOUT);
+    let first = reader.read().await.expect("read");
+    assert_eq!((first.backlog, first.wakes, first.uncommitted_partitions), (0.0, false, Some(4)), "history skipped");
+    cluster.produce("fresh", 2, |_| 3);
+    let second = reader.read().await.expect("read");
+    assert_eq!((second.backlog, second.wakes), (6.0, true), "3 new on each of partitions 0 and 1");
+    // Once the workers commit a partition, its lag is end minus committed again, and it no longer wakes anything.
+    cluster.commit(GROUP, "fresh", [(0, 8), (1, 8)]);
+    let third = reader.read().await.expect("read");
+    assert_eq!((third.backlog, third.wakes, third.uncommitted_partitions), (0.0, false, Some(2)));
+}
+
+#[tokio::test]
+async fn the_arrival_rate_is_the_log_ends_growth_between_reads() {
+    let cluster = TestCluster::new();
+    cluster.topic("videos", 4);
+    cluster.commit(GROUP, "videos", (0..4).map(|p| (p, 0)));
+    let reader = Kafka::new(config(&cluster.brokers(), Some("videos")), TIMEOUT);
+    let before = Instant::now();
+    assert_eq!(reader.read().await.expect("read").arrival_rate, None, "one read has no interval");
+    cluster.produce("videos", 4, |_| 50);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reading = reader.read().await.expect("read");
+    let elapsed = before.elapsed().as_secs_f64();
+    let rate = reading.arrival_rate.expect("a rate from the second read on");
+    // 200 messages over the time between the two reads, which is at most `elapsed`.
+    assert!(rate >= 200.0 / elapsed, "{rate}/s for 200 messages in at most {elapsed:.2} s");
+    assert!(rate <= 200.0 / 0.5, "{rate}/s for 200 messages in at least 0.5 s");
+    assert_eq!(reading.backlog, 200.0);
+}
+
+#[tokio::test]
+async fn a_group_at_zero_with_no_commits_wakes_on_new_messages() {
+    let cluster = TestCluster::new();
+    cluster.topic("uploads", 3);
+    cluster.produce("uploads", 3, |_| 40);
+    let kube = FakeKube::start().await;
+    kube.create_deployment("video", "worker", 0, &[("app", "worker")]);
+    let body = format!(
+        "pollInterval: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 0\n    maxReplicas: 10\n    activation: 5\n    sources:\n      - type: kafka\n        brokers: {}\n        topic: uploads\n        group: {GROUP}\n        backlogPerWorker: 50\n",
+        cluster.brokers()
+    );
+    let agent = Agent::start(&kube, "video", &body, &[]).await;
+    let uncommitted =
+        format!("queue_scaler_kafka_uncommitted_partitions{{deployment=\"worker\",source=\"kafka/{GROUP}/uploads\"}}");
+    crate::support::eventually(Duration::from_secs(15), "the uncommitted partitions exported", || async {
+        agent.metric(&uncommitted).await.filter(|n| *n == 3.0)
+    })
+    .await;
+    agent.logged("the consumer group has no committed offset on the topic", Duration::from_secs(5)).await;
+    // 120 old messages are history the workers would skip; the Deployment stays at zero.
+    assert!(kube.scale_writes("video", "worker").is_empty(), "{}", agent.logs());
+    // Two new messages, fewer than `activation`: nobody will ever count them unless a worker runs.
+    cluster.produce("uploads", 1, |_| 2);
+    let produced = Instant::now();
+    kube.wait_until_replicas("video", "worker", 1, Duration::from_secs(10)).await.expect("woken by new messages");
+    println!("woken {:?} after the first new message (poll 1 s)", produced.elapsed());
+    assert_eq!(agent.logs().matches("the consumer group has no committed offset").count(), 1, "logged once");
+    agent.stop().await;
+}

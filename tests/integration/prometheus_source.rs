@@ -70,22 +70,19 @@ async fn several_series_are_an_error_that_counts_them_and_suggests_sum() {
 }
 
 #[tokio::test]
-async fn an_empty_result_reads_zero_unless_null_values_are_refused() {
+async fn an_empty_result_is_a_failed_read_unless_null_values_are_ignored() {
     let exporter = Exporter::start(JOBS).await;
     let prometheus = server::Prometheus::start(exporter.address).await;
     // Wait for a scrape, so the result is empty because of the query and not because nothing was scraped yet.
     backlog_becomes(&reader(&prometheus.url, "sum(qs_jobs_waiting)"), 50.0).await;
 
-    let missing = reader(&prometheus.url, "sum(qs_jobs_never_exported)");
-    assert_eq!(missing.read().await.expect("an empty result is 0"), Reading::default());
-    let strict = Prometheus::new(Config {
-        url: prometheus.url.clone(),
-        query: "sum(qs_jobs_never_exported)".into(),
-        bearer_token_file: None,
-        ignore_null_values: false,
-    });
-    let error = strict.read().await.expect_err("empty is refused");
-    assert_eq!(error.kind(), "not_found", "{error}");
+    let lenient = reader(&prometheus.url, "sum(qs_jobs_never_exported)");
+    assert_eq!(lenient.read().await.expect("ignoreNullValues: an empty result is 0"), Reading::default());
+    let by_default: Config =
+        serde_norway::from_str(&format!("url: {}\nquery: sum(qs_jobs_never_exported)", prometheus.url))
+            .expect("config");
+    let error = Prometheus::new(by_default).read().await.expect_err("empty is a failed read by default");
+    assert_eq!(error.kind(), "empty", "{error}");
     assert!(error.to_string().contains("query `sum(qs_jobs_never_exported)`"), "{error}");
 }
 
@@ -208,5 +205,35 @@ async fn the_agent_scales_a_deployment_from_a_query() {
         "queue_scaler_source_data_age_seconds{deployment=\"frontend\",source=\"prometheus/sum(qs_open_connections)\"}";
     let age = agent.metric(age).await.expect("the data age is exported");
     assert!((0.0..5.0).contains(&age), "{age}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn an_exporter_that_goes_away_holds_the_count_instead_of_scaling_to_zero() {
+    let exporter = Exporter::start("qs_jobs_waiting{queue=\"video\"} 400\n").await;
+    let prometheus = server::Prometheus::start(exporter.address).await;
+    let kube = FakeKube::start().await;
+    kube.create_deployment("video", "worker", 1, &[("app", "worker")]);
+    let body = format!(
+        "pollInterval: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 0\n    maxReplicas: 10\n    behavior: {{scaleUp: {{policies: [{{type: Pods, value: 10, periodSeconds: 15}}]}}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    sources:\n      - type: prometheus\n        url: {}\n        query: sum(qs_jobs_waiting)\n        backlogPerWorker: 100\n",
+        prometheus.url
+    );
+    let agent = Agent::start(&kube, "video", &body, &[]).await;
+    kube.wait_until_replicas("video", "worker", 4, Duration::from_secs(40)).await.expect("400 at 100 per replica");
+
+    // The exporter crashes: Prometheus marks its series stale and `sum()` comes back empty.
+    drop(exporter);
+    let empty = "queue_scaler_source_errors_total{deployment=\"worker\",source=\"prometheus/sum(qs_jobs_waiting)\",kind=\"empty\"}";
+    eventually(Duration::from_secs(30), "empty results counted as failed reads", || async {
+        agent.metric(empty).await.filter(|n| *n >= 3.0)
+    })
+    .await;
+    assert_eq!(
+        kube.scale_writes("video", "worker").iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        [4],
+        "held at 4 through the outage: {}",
+        agent.logs()
+    );
+    assert!(agent.logs().contains("holding the replica count"), "{}", agent.logs());
     agent.stop().await;
 }

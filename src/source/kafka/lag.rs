@@ -28,15 +28,25 @@ pub struct PartitionOffsets {
     /// The low watermark; read only for uncommitted partitions under [`OffsetResetPolicy::Earliest`], because it
     /// costs another ListOffsets round trip. Unknown counts as the log's start, 0.
     pub low: Option<i64>,
+    /// Under [`OffsetResetPolicy::Latest`], the log-end offset when the agent first saw this partition without a
+    /// committed offset: what was produced since then is work nobody will count until a worker runs.
+    pub first_seen_end: Option<i64>,
 }
 
 impl PartitionOffsets {
     /// Messages the group has yet to read here. Clamped at 0: a committed offset past the end (a topic recreated
     /// or truncated under the group) means nothing to read, not negative work that would hide other partitions'.
+    ///
+    /// Under `latest` a partition the group never committed counts what was produced since the agent first saw it:
+    /// a group with no committed offsets (new, or expired while it sat at zero) has no member to commit, so without
+    /// this its messages would pile up unseen and the Deployment would never wake.
     pub fn lag(&self, policy: OffsetResetPolicy) -> u64 {
         let from = match (self.committed, policy) {
             (Some(committed), _) => committed,
-            (None, OffsetResetPolicy::Latest) => return 0,
+            (None, OffsetResetPolicy::Latest) => match self.first_seen_end {
+                Some(first_seen) => first_seen,
+                None => return 0,
+            },
             (None, OffsetResetPolicy::Earliest) => self.low.unwrap_or(0),
         };
         u64::try_from(self.end.saturating_sub(from)).unwrap_or(0)
@@ -52,6 +62,10 @@ pub struct Lag {
     pub partitions: u32,
     /// Partitions with at least one message to read.
     pub partitions_with_lag: u32,
+    /// Partitions the group has no committed offset on.
+    pub uncommitted: u32,
+    /// Whether, under `latest`, messages arrived on an uncommitted partition since the agent first saw it.
+    pub new_on_uncommitted: bool,
 }
 
 impl Lag {
@@ -62,6 +76,10 @@ impl Lag {
             sum.total = sum.total.saturating_add(lag);
             sum.partitions = sum.partitions.saturating_add(1);
             sum.partitions_with_lag = sum.partitions_with_lag.saturating_add(u32::from(lag > 0));
+            if partition.committed.is_none() {
+                sum.uncommitted = sum.uncommitted.saturating_add(1);
+                sum.new_on_uncommitted |= policy == OffsetResetPolicy::Latest && lag > 0;
+            }
             sum
         })
     }
@@ -87,7 +105,7 @@ mod tests {
     use OffsetResetPolicy::{Earliest, Latest};
 
     fn at(committed: Option<i64>, end: i64, low: Option<i64>) -> PartitionOffsets {
-        PartitionOffsets { committed, end, low }
+        PartitionOffsets { committed, end, low, first_seen_end: None }
     }
 
     #[test]
@@ -110,22 +128,40 @@ mod tests {
     }
 
     #[test]
+    fn under_latest_what_arrived_since_first_seen_counts_and_wakes() {
+        let seen_at = |committed, end, first| PartitionOffsets { first_seen_end: first, ..at(committed, end, None) };
+        assert_eq!(seen_at(None, 100, Some(100)).lag(Latest), 0, "nothing new since the agent looked");
+        assert_eq!(seen_at(None, 107, Some(100)).lag(Latest), 7);
+        assert_eq!(seen_at(Some(104), 107, Some(100)).lag(Latest), 3, "a commit wins");
+        let lag =
+            Lag::of([seen_at(None, 107, Some(100)), seen_at(Some(1), 2, None), seen_at(None, 5, Some(5))], Latest);
+        assert_eq!((lag.total, lag.uncommitted, lag.new_on_uncommitted), (8, 2, true));
+        let quiet = Lag::of([seen_at(None, 5, Some(5))], Latest);
+        assert_eq!((quiet.total, quiet.uncommitted, quiet.new_on_uncommitted), (0, 1, false));
+        assert!(!Lag::of([at(None, 5, Some(0))], Earliest).new_on_uncommitted, "under earliest it is plain lag");
+    }
+
+    #[test]
     fn sums_over_partitions_and_counts_those_with_lag() {
         let partitions = [at(Some(0), 10, None), at(None, 5, Some(0)), at(Some(7), 7, None), at(Some(1), 4, None)];
-        assert_eq!(Lag::of(partitions, Latest), Lag { total: 13, partitions: 4, partitions_with_lag: 2 });
-        assert_eq!(Lag::of(partitions, Earliest), Lag { total: 18, partitions: 4, partitions_with_lag: 3 });
+        let of = |policy| {
+            let lag = Lag::of(partitions, policy);
+            (lag.total, lag.partitions, lag.partitions_with_lag, lag.uncommitted)
+        };
+        assert_eq!(of(Latest), (13, 4, 2, 1));
+        assert_eq!(of(Earliest), (18, 4, 3, 1));
         assert_eq!(Lag::of([], Latest), Lag::default());
     }
 
     #[test]
     fn replicas_are_capped_at_partitions_unless_idle_consumers_are_allowed() {
-        let lag = Lag { total: 500, partitions: 16, partitions_with_lag: 3 };
+        let lag = Lag { total: 500, partitions: 16, partitions_with_lag: 3, ..Lag::default() };
         assert_eq!(lag.replica_cap(false, false), Some(16));
         assert_eq!(lag.replica_cap(false, true), Some(3));
         assert_eq!(lag.replica_cap(true, false), None);
-        let one = Lag { total: 1, partitions: 16, partitions_with_lag: 1 };
+        let one = Lag { total: 1, partitions: 16, partitions_with_lag: 1, ..Lag::default() };
         assert_eq!(one.replica_cap(false, true), Some(1), "any lag leaves room for one consumer");
-        let idle = Lag { total: 0, partitions: 16, partitions_with_lag: 0 };
+        let idle = Lag { total: 0, partitions: 16, partitions_with_lag: 0, ..Lag::default() };
         assert_eq!(idle.replica_cap(false, true), Some(0), "no lag, no consumer needed");
     }
 

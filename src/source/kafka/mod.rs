@@ -12,10 +12,21 @@
 //! Auto-commit is forced off whatever `properties` say.
 //!
 //! **Partitions the group never committed** follow `offsetResetPolicy`, which should match the workers'
-//! `auto.offset.reset`. The default, `latest`, counts them as no lag: that is what a Kafka consumer does by default
-//! (it starts at the end), and it keeps a new group on an old topic from scaling to the maximum for a history its
-//! workers will skip. `earliest` counts from the low watermark, because such workers will read all of it; the low
-//! watermarks cost one more ListOffsets round, asked only for the uncommitted partitions and only under this policy.
+//! `auto.offset.reset`. Under the default, `latest`, what was there when the agent first saw such a partition is no
+//! lag: a consumer starting at the end will skip it, so scaling a new group on an old topic to the maximum for that
+//! history would be waste. What is produced there *after* the agent first looked counts, and sets
+//! [`Reading::wakes`]: a group with no committed offsets (a new one, or one whose offsets expired while it sat at
+//! zero) has no member to commit, so without it the messages would pile up unseen and the Deployment would never
+//! wake. That count stays until the group commits there; workers joining under `latest` skip those messages, which
+//! is why `check` warns about `latest` and `earliest` is the usual choice for a work queue. `earliest` counts from the
+//! low watermark, because such workers will read all of it; the low watermarks cost one more ListOffsets round,
+//! asked only for the uncommitted partitions and only under this policy. Every reading reports how many partitions
+//! have no committed offset (`queue_scaler_kafka_uncommitted_partitions`), and a group with none at all is logged
+//! once.
+//!
+//! **The arrival rate** is the log-end offsets' growth between two reads of the same partitions, which latency mode
+//! uses as the source's own rate; the committed offsets' growth is then what the workers completed, so the job
+//! duration is learned without configuring it.
 //!
 //! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
 //! topics" is the ListConsumerGroupOffsets admin call; it is not used because it is missing from older brokers and
@@ -390,9 +401,34 @@ struct Inner {
     config: Config,
     secrets: Secrets,
     read_timeout: Duration,
-    /// Created on the first read; the lock also keeps a read that outlived the agent's timeout from overlapping
-    /// the next one.
-    client: Mutex<Option<Client>>,
+    /// The lock also keeps a read that outlived the agent's timeout from overlapping the next one.
+    state: Mutex<State>,
+}
+
+/// A partition, as (topic, partition).
+type PartitionKey = (String, i32);
+
+/// One measured partition and its offsets.
+type Measured = (PartitionKey, PartitionOffsets);
+
+/// The log ends of one read: when, of which partitions, and their sum.
+struct Ends {
+    at: Instant,
+    partitions: Vec<PartitionKey>,
+    sum: i64,
+}
+
+/// What a read keeps for the next one.
+#[derive(Default)]
+struct State {
+    /// Created on the first read.
+    client: Option<Client>,
+    /// Under `latest`, the log end of each uncommitted partition when the agent first saw it.
+    first_seen_end: HashMap<PartitionKey, i64>,
+    /// The previous read's log ends, for the arrival rate.
+    previous_ends: Option<Ends>,
+    /// Whether the group having no committed offset at all was already logged (until it commits again).
+    told_no_commits: bool,
 }
 
 struct Client {
@@ -417,7 +453,14 @@ impl Client {
 impl Kafka {
     /// A reader for `config` whose reads end within `read_timeout`; the client is created on the first read.
     pub fn new(config: Config, read_timeout: Duration) -> Kafka {
-        Kafka { inner: Arc::new(Inner { secrets: config.secrets(), config, read_timeout, client: Mutex::new(None) }) }
+        Kafka {
+            inner: Arc::new(Inner {
+                secrets: config.secrets(),
+                config,
+                read_timeout,
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 }
 
@@ -498,20 +541,73 @@ impl Inner {
 
     fn read(&self) -> Result<Reading, SourceError> {
         let deadline = Instant::now() + budget(self.read_timeout);
-        let mut held = self.client.lock().unwrap_or_else(PoisonError::into_inner);
-        let client = match &mut *held {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
+        let client = match &mut state.client {
             Some(client) => client,
             empty => empty.insert(self.connect()?),
         };
         client.take_events();
-        let lag = self.lag(client, deadline)?;
+        let measured = self.offsets_of_group(client, deadline)?;
         client.last_event.set(None);
+        let now = Instant::now();
+        let arrival_rate = arrival_rate(&mut state.previous_ends, now, &measured);
+        let partitions = self.remember_first_seen(&mut state.first_seen_end, measured);
+        self.tell_when_nothing_is_committed(&mut state.told_no_commits, &partitions);
+        let lag = Lag::of(partitions.into_iter().map(|(_, offsets)| offsets), self.config.offset_reset_policy);
         let config = &self.config;
         Ok(Reading {
             backlog: lag.total as f64,
             replica_cap: lag.replica_cap(config.allow_idle_consumers, config.limit_to_partitions_with_lag),
+            arrival_rate,
+            wakes: lag.new_on_uncommitted,
+            uncommitted_partitions: Some(lag.uncommitted),
             ..Reading::default()
         })
+    }
+
+    /// Under `latest`, gives each uncommitted partition the log end the agent first saw it at (now, for one seen
+    /// for the first time), and forgets partitions that got a commit.
+    fn remember_first_seen(
+        &self,
+        first_seen: &mut HashMap<PartitionKey, i64>,
+        mut partitions: Vec<Measured>,
+    ) -> Vec<Measured> {
+        if self.config.offset_reset_policy != OffsetResetPolicy::Latest {
+            return partitions;
+        }
+        first_seen.retain(|key, _| partitions.iter().any(|(k, offsets)| k == key && offsets.committed.is_none()));
+        for (key, offsets) in &mut partitions {
+            if offsets.committed.is_none() {
+                offsets.first_seen_end = Some(*first_seen.entry(key.clone()).or_insert(offsets.end));
+            }
+        }
+        partitions
+    }
+
+    /// Logs once, until it commits again, that the group has no committed offset on what is measured.
+    fn tell_when_nothing_is_committed(&self, told: &mut bool, partitions: &[Measured]) {
+        let nothing_committed = partitions.iter().all(|(_, offsets)| offsets.committed.is_none());
+        if !nothing_committed {
+            *told = false;
+            return;
+        }
+        if std::mem::replace(told, true) {
+            return;
+        }
+        let group = self.secrets.scrub(&self.config.group);
+        match &self.config.topic {
+            Some(topic) => tracing::warn!(
+                %group, %topic, policy = ?self.config.offset_reset_policy,
+                "the consumer group has no committed offset on the topic (a new group, or its offsets expired); \
+                 under `latest` only messages produced from now on count, and workers that join skip earlier ones"
+            ),
+            None => tracing::warn!(
+                %group,
+                "the consumer group has committed no offset on any topic, so there is nothing to measure and new \
+                 messages cannot wake it; name the `topic`"
+            ),
+        }
     }
 
     fn connect(&self) -> Result<Client, SourceError> {
@@ -530,7 +626,8 @@ impl Inner {
         }
     }
 
-    fn lag(&self, client: &Client, deadline: Instant) -> Result<Lag, SourceError> {
+    /// Every measured partition's offsets, in one OffsetFetch and one ListOffsets per leader (two under `earliest`).
+    fn offsets_of_group(&self, client: &Client, deadline: Instant) -> Result<Vec<Measured>, SourceError> {
         let consumer = &client.consumer;
         let group = || format!("consumer group `{}`", self.config.group);
         let metadata = consumer
@@ -539,7 +636,7 @@ impl Inner {
         let mut partitions = self.partitions(&metadata)?;
         // librdkafka refuses an empty partition list: a cluster with no topics has no lag.
         if partitions.keys.is_empty() {
-            return Ok(Lag::default());
+            return Ok(Vec::new());
         }
 
         let asked = partitions.list(|_| true, Offset::Invalid).map_err(|e| self.failed(client, &group(), &e))?;
@@ -558,7 +655,7 @@ impl Inner {
                 .unzip();
             (partitions, committed) = (Partitions { keys }, offsets);
             if partitions.keys.is_empty() {
-                return Ok(Lag::default());
+                return Ok(Vec::new());
             }
         }
 
@@ -578,9 +675,10 @@ impl Inner {
                 endpoint: self.endpoint(),
                 detail: format!("no log-end offset for {topic}/{partition}"),
             })?;
-            measured.push(PartitionOffsets { committed: committed[i], end, low: low[i] });
+            let offsets = PartitionOffsets { committed: committed[i], end, low: low[i], first_seen_end: None };
+            measured.push(((topic.clone(), *partition), offsets));
         }
-        Ok(Lag::of(measured, self.config.offset_reset_policy))
+        Ok(measured)
     }
 
     /// Every partition to measure: the topic's, or every topic's when no topic is named.
@@ -696,6 +794,18 @@ impl Inner {
             Class::Other => SourceError::Protocol { endpoint: self.endpoint(), detail: format!("{what}: {detail}") },
         }
     }
+}
+
+/// Messages produced per second since the previous read, when it measured the same partitions; remembers this read
+/// for the next. A partition set that changed (a topic joined the measured ones, partitions were added) or an end
+/// that went back (a topic recreated) gives no rate, rather than a wrong one.
+fn arrival_rate(previous: &mut Option<Ends>, now: Instant, measured: &[Measured]) -> Option<f64> {
+    let partitions: Vec<PartitionKey> = measured.iter().map(|(key, _)| key.clone()).collect();
+    let sum = measured.iter().fold(0i64, |sum, (_, offsets)| sum.saturating_add(offsets.end));
+    let then = previous.replace(Ends { at: now, partitions, sum })?;
+    let seconds = now.saturating_duration_since(then.at).as_secs_f64();
+    let same = previous.as_ref().is_some_and(|ends| ends.partitions == then.partitions);
+    (same && seconds > 0.0 && sum >= then.sum).then(|| (sum - then.sum) as f64 / seconds)
 }
 
 /// The topics where the group has committed at least one partition.
