@@ -208,10 +208,23 @@ impl RabbitMq {
             endpoint: management.clone(),
             detail: self.secrets.scrub(&error_chain(&e)),
         })?;
-        let unacknowledged = if self.config.exclude_unacknowledged { 0.0 } else { stats.messages_unacknowledged };
+        self.reading(stats).map_err(|detail| SourceError::Protocol { endpoint: management, detail })
+    }
+
+    /// The reading a management API answer gives. An answer without the message counts (a queue whose statistics
+    /// are not collected yet, or are disabled) says nothing about the queue: a failed read, never an empty queue.
+    fn reading(&self, stats: QueueStats) -> Result<Reading, String> {
+        let (Some(ready), Some(unacknowledged)) = (stats.messages_ready, stats.messages_unacknowledged) else {
+            return Err(format!(
+                "the answer for queue `{}` has no messages_ready/messages_unacknowledged (statistics not collected \
+                 yet, or disabled)",
+                self.config.queue
+            ));
+        };
+        let counted = if self.config.exclude_unacknowledged { 0.0 } else { unacknowledged };
         Ok(Reading {
-            backlog: stats.messages_ready + unacknowledged,
-            in_flight: Some(stats.messages_unacknowledged),
+            backlog: ready + counted,
+            in_flight: Some(unacknowledged),
             arrival_rate: stats.message_stats.and_then(|m| m.publish_details).map(|d| d.rate),
             ..Reading::default()
         })
@@ -231,9 +244,9 @@ impl ReadBacklog for RabbitMq {
 #[derive(Deserialize)]
 struct QueueStats {
     #[serde(default)]
-    messages_ready: f64,
+    messages_ready: Option<f64>,
     #[serde(default)]
-    messages_unacknowledged: f64,
+    messages_unacknowledged: Option<f64>,
     #[serde(default)]
     message_stats: Option<MessageStats>,
 }
@@ -286,6 +299,25 @@ fn mentions_code(text: &str, code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_management_answer_without_the_counts_is_a_failed_read() {
+        let reader = RabbitMq::new(Config {
+            url: "amqp://rabbitmq".into(),
+            queue: "videos".into(),
+            management_url: Some("http://rabbitmq:15672".into()),
+            exclude_unacknowledged: false,
+        });
+        let stats = |json: &str| serde_json::from_str::<QueueStats>(json).expect("an answer");
+        let fresh_queue = stats(r#"{"name":"videos","vhost":"/","durable":true}"#);
+        let error = reader.reading(fresh_queue).expect_err("no counts, no reading");
+        assert!(error.contains("no messages_ready/messages_unacknowledged"), "{error}");
+        let counted = stats(
+            r#"{"messages_ready":7,"messages_unacknowledged":3,"message_stats":{"publish_details":{"rate":1.5}}}"#,
+        );
+        let reading = reader.reading(counted).expect("counts");
+        assert_eq!((reading.backlog, reading.in_flight, reading.arrival_rate), (10.0, Some(3.0), Some(1.5)));
+    }
 
     #[test]
     fn a_reply_code_is_not_found_inside_a_port() {

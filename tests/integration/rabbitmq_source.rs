@@ -55,6 +55,22 @@ async fn management_counts_ready_plus_unacknowledged_and_the_publish_rate() {
     assert_eq!(ready_only.read().await.expect("read").backlog, 26.0);
 }
 
+#[tokio::test]
+async fn a_queue_without_statistics_yet_is_a_failed_read_not_an_empty_queue() {
+    // The management API lists a new queue at once but adds its message counts only at the next statistics
+    // emission (every 5 s by default): until then the answer says nothing about the queue.
+    let queue = TestQueue::new("mgmt-fresh").await;
+    queue.publish(0, 5).await;
+    match source(&queue.name, true).read().await {
+        Err(SourceError::Protocol { detail, .. }) => {
+            assert!(detail.contains("no messages_ready/messages_unacknowledged"), "{detail}");
+        }
+        // The emission can land between the declare and the read; then the counts must be the real ones.
+        Ok(reading) => assert_eq!(reading.backlog, 5.0, "a reading with counts is the real one: {reading:?}"),
+        Err(other) => panic!("expected a failed read for missing counts, got {other:?}"),
+    }
+}
+
 fn config_of(queue: &str) -> Config {
     Config {
         url: amqp_url(),
