@@ -3,8 +3,16 @@
 //! Pub/Sub itself has no call that says how many messages wait in a subscription; Cloud Monitoring does, with
 //! `pubsub.googleapis.com/subscription/num_undelivered_messages`, the metric the Kubernetes HPA and KEDA scale on.
 //! Each read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
-//! `oldest_unacked_message_age`, filtered by `resource.labels.subscription_id`, over a window of twice
-//! `maxStaleness`, and keeps the newest point of each.
+//! `oldest_unacked_message_age`, filtered by `resource.labels.project_id` and `resource.labels.subscription_id`,
+//! over a window of twice `maxStaleness`, and keeps the newest point of each. The project is in the filter as well
+//! as in the path because a project whose metrics scope covers other projects answers for all of them: without it, a
+//! same-named subscription elsewhere could be read.
+//!
+//! **Idle subscriptions have no points.** Cloud Monitoring writes none for a subscription that has nothing to
+//! report, so "no point" means either an idle subscription (backlog 0) or a deleted or misspelt one. The reader asks
+//! the Pub/Sub API (`SubscriptionAdmin::get_subscription`, at `pubsubEndpoint`) which: an existing subscription
+//! reads 0, a missing one fails the read. The same goes for a newest point that is stale and says 0 — the
+//! subscription emptied and went quiet; a stale point with messages in it stays a failed read.
 //!
 //! Pub/Sub samples these metrics every 60 s and they reach Monitoring minutes late, so every reading carries its
 //! `data_age` (now − the newest point's end time), and a newest point older than `maxStaleness` fails the read as
@@ -26,6 +34,7 @@ use google_cloud_gax::paginator::Paginator as _;
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_monitoring_v3::client::MetricService;
 use google_cloud_monitoring_v3::model::{TimeInterval, TimeSeries};
+use google_cloud_pubsub::client::SubscriptionAdmin;
 use google_cloud_wkt::Timestamp;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -40,6 +49,8 @@ pub const BACKLOG_METRIC: &str = "pubsub.googleapis.com/subscription/num_undeliv
 pub const OLDEST_AGE_METRIC: &str = "pubsub.googleapis.com/subscription/oldest_unacked_message_age";
 /// Where Cloud Monitoring answers when no `endpoint` is configured.
 pub const DEFAULT_ENDPOINT: &str = "https://monitoring.googleapis.com";
+/// Where the Pub/Sub API answers when no `pubsubEndpoint` is configured.
+pub const DEFAULT_PUBSUB_ENDPOINT: &str = "https://pubsub.googleapis.com";
 /// How often Pub/Sub samples its metrics; a shorter `maxStaleness` would fail nearly every read.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(60);
 
@@ -58,6 +69,10 @@ pub struct Config {
     /// The Cloud Monitoring API to ask instead of Google's; an `http://` URL is sent no credentials.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The Pub/Sub API asked whether a subscription without Monitoring points exists, instead of Google's (e.g. the
+    /// emulator's `http://127.0.0.1:8085`); an `http://` URL is sent no credentials.
+    #[serde(default)]
+    pub pubsub_endpoint: Option<String>,
 }
 
 fn default_max_staleness() -> Duration {
@@ -137,23 +152,28 @@ impl Config {
                 ),
             ));
         }
-        if let Some(endpoint) = &self.endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            problems.push(Problem::new(
-                "endpoint",
-                format!(
-                    "`{}` is not an http(s) URL; leave it out to use Google's API, or write e.g. `{DEFAULT_ENDPOINT}`",
-                    redact::url(endpoint)
-                ),
-            ));
+        for (field, endpoint, default) in [
+            ("endpoint", &self.endpoint, DEFAULT_ENDPOINT),
+            ("pubsubEndpoint", &self.pubsub_endpoint, DEFAULT_PUBSUB_ENDPOINT),
+        ] {
+            if let Some(endpoint) = endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                problems.push(Problem::new(
+                    field,
+                    format!(
+                        "`{}` is not an http(s) URL; leave it out to use Google's API, or write e.g. `{default}`",
+                        redact::url(endpoint)
+                    ),
+                ));
+            }
         }
         problems
     }
 
     pub(super) fn secrets(&self) -> Secrets {
         let mut secrets = Secrets::default();
-        if let Some(endpoint) = &self.endpoint {
+        for endpoint in self.endpoint.iter().chain(&self.pubsub_endpoint) {
             secrets.add_url_password(endpoint);
         }
         secrets
@@ -185,11 +205,12 @@ fn project_id_problem(project: &str) -> Option<&'static str> {
     }
 }
 
-/// The Monitoring filter that selects one metric of one subscription.
-fn filter(metric: &str, subscription_id: &str) -> String {
+/// The Monitoring filter that selects one metric of one subscription of one project.
+fn filter(metric: &str, subscription: &Subscription) -> String {
     format!(
-        "metric.type = \"{metric}\" AND resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \
-         \"{subscription_id}\""
+        "metric.type = \"{metric}\" AND resource.type = \"pubsub_subscription\" AND resource.labels.project_id = \
+         \"{}\" AND resource.labels.subscription_id = \"{}\"",
+        subscription.project, subscription.id
     )
 }
 
@@ -226,21 +247,65 @@ fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::clamp(seconds, i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0))
 }
 
+/// The two Google APIs a read may call.
+#[derive(Clone, Copy)]
+enum Api {
+    Monitoring,
+    PubSub,
+}
+
 /// A Pub/Sub subscription's backlog reader.
 pub struct PubSub {
     config: Config,
     secrets: Secrets,
     client: OnceCell<MetricService>,
+    admin: OnceCell<SubscriptionAdmin>,
 }
 
 impl PubSub {
-    /// A reader for `config`; the Monitoring client is built on the first read.
+    /// A reader for `config`; the clients are built on first use.
     pub fn new(config: Config) -> PubSub {
-        PubSub { secrets: config.secrets(), config, client: OnceCell::new() }
+        PubSub { secrets: config.secrets(), config, client: OnceCell::new(), admin: OnceCell::new() }
     }
 
     fn endpoint(&self) -> String {
         redact::url(self.config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT))
+    }
+
+    fn pubsub_endpoint(&self) -> String {
+        redact::url(self.config.pubsub_endpoint.as_deref().unwrap_or(DEFAULT_PUBSUB_ENDPOINT))
+    }
+
+    /// Whether the subscription exists, from the Pub/Sub API.
+    async fn exists(&self, subscription: &Subscription) -> Result<bool, SourceError> {
+        let admin = self
+            .admin
+            .get_or_try_init(|| async {
+                let mut builder = SubscriptionAdmin::builder().with_retry_policy(NeverRetry);
+                if let Some(endpoint) = &self.config.pubsub_endpoint {
+                    builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+                    if endpoint.starts_with("http://") {
+                        builder = builder.with_credentials(anonymous::Builder::new().build());
+                    }
+                }
+                builder.build().await.map_err(|e| self.client_build_error(&e, self.pubsub_endpoint()))
+            })
+            .await?;
+        let name = format!("projects/{}/subscriptions/{}", subscription.project, subscription.id);
+        match admin.get_subscription().set_subscription(name).send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.status().is_some_and(|s| s.code == Code::NotFound) => Ok(false),
+            Err(error) => Err(self.classify(&error, subscription, Api::PubSub)),
+        }
+    }
+
+    fn client_build_error(&self, error: &google_cloud_gax::client_builder::Error, endpoint: String) -> SourceError {
+        let detail = self.secrets.scrub(&error_chain(error));
+        if error.is_default_credentials() {
+            SourceError::Denied { what: "Application Default Credentials".into(), detail }
+        } else {
+            SourceError::Unreachable { endpoint, detail }
+        }
     }
 
     async fn client(&self) -> Result<&MetricService, SourceError> {
@@ -253,14 +318,7 @@ impl PubSub {
                         builder = builder.with_credentials(anonymous::Builder::new().build());
                     }
                 }
-                builder.build().await.map_err(|e| {
-                    let detail = self.secrets.scrub(&error_chain(&e));
-                    if e.is_default_credentials() {
-                        SourceError::Denied { what: "Application Default Credentials".into(), detail }
-                    } else {
-                        SourceError::Unreachable { endpoint: self.endpoint(), detail }
-                    }
-                })
+                builder.build().await.map_err(|e| self.client_build_error(&e, self.endpoint()))
             })
             .await
     }
@@ -277,38 +335,37 @@ impl PubSub {
         let mut pages = client
             .list_time_series()
             .set_name(format!("projects/{}", subscription.project))
-            .set_filter(filter(metric, &subscription.id))
+            .set_filter(filter(metric, subscription))
             .set_interval(TimeInterval::new().set_start_time(timestamp(start)).set_end_time(timestamp(now)))
             .by_page();
         let mut series = Vec::new();
         while let Some(page) = pages.next().await {
-            series.extend(page.map_err(|e| self.classify(&e, subscription))?.time_series);
+            series.extend(page.map_err(|e| self.classify(&e, subscription, Api::Monitoring))?.time_series);
         }
         newest_sample(&series).map_err(|detail| SourceError::Protocol { endpoint: self.endpoint(), detail })
     }
 
-    fn classify(&self, error: &google_cloud_monitoring_v3::Error, subscription: &Subscription) -> SourceError {
+    /// A failed call to `api` (Cloud Monitoring or the Pub/Sub API, at `endpoint`) as a [`SourceError`].
+    fn classify(&self, error: &google_cloud_gax::error::Error, subscription: &Subscription, api: Api) -> SourceError {
         let detail = self.secrets.scrub(&error_chain(error));
+        let (name, endpoint) = match api {
+            Api::Monitoring => ("Cloud Monitoring", self.endpoint()),
+            Api::PubSub => ("the Pub/Sub API", self.pubsub_endpoint()),
+        };
         let code = error.status().map(|s| s.code);
         match (code, error.http_status_code()) {
-            (Some(Code::PermissionDenied | Code::Unauthenticated), _) | (_, Some(401 | 403)) => SourceError::Denied {
-                what: format!("Cloud Monitoring metrics of project `{}`", subscription.project),
-                detail,
-            },
-            (Some(Code::NotFound), _) | (_, Some(404)) => SourceError::NotFound {
-                what: format!("project `{}` in Cloud Monitoring", subscription.project),
-                detail,
-            },
-            _ if error.is_authentication() => {
-                SourceError::Denied { what: "credentials for Cloud Monitoring".into(), detail }
+            (Some(Code::PermissionDenied | Code::Unauthenticated), _) | (_, Some(401 | 403)) => {
+                SourceError::Denied { what: format!("project `{}` in {name}", subscription.project), detail }
             }
-            (Some(Code::Unavailable), _) | (_, Some(503)) => {
-                SourceError::Unreachable { endpoint: self.endpoint(), detail }
+            (Some(Code::NotFound), _) | (_, Some(404)) => {
+                SourceError::NotFound { what: format!("project `{}` in {name}", subscription.project), detail }
             }
+            _ if error.is_authentication() => SourceError::Denied { what: format!("credentials for {name}"), detail },
+            (Some(Code::Unavailable), _) | (_, Some(503)) => SourceError::Unreachable { endpoint, detail },
             _ if error.is_connect() || error.is_io() || error.is_timeout() => {
-                SourceError::Unreachable { endpoint: self.endpoint(), detail }
+                SourceError::Unreachable { endpoint, detail }
             }
-            _ => SourceError::Protocol { endpoint: self.endpoint(), detail },
+            _ => SourceError::Protocol { endpoint, detail },
         }
     }
 }
@@ -325,20 +382,18 @@ impl ReadBacklog for PubSub {
             self.newest(client, &subscription, BACKLOG_METRIC, now),
             self.newest(client, &subscription, OLDEST_AGE_METRIC, now),
         )?;
-        let Some(backlog) = backlog else {
-            return Err(SourceError::NotFound {
-                what: format!(
-                    "`num_undelivered_messages` of subscription `{}` in project `{}`",
-                    subscription.id, subscription.project
-                ),
-                detail: format!(
-                    "Cloud Monitoring has no point from the last {}; check both names and that the subscription exists",
-                    humantime::format_duration(self.config.window())
-                ),
-            });
-        };
         let max = self.config.max_staleness;
         let age_at = |sample: &Sample| now.duration_since(sample.end).unwrap_or_default();
+        let quiet = match backlog {
+            None => true,
+            Some(point) => age_at(&point) > max && point.value == 0.0,
+        };
+        if quiet {
+            return self.idle_or_missing(&subscription).await;
+        }
+        let Some(backlog) = backlog else {
+            unreachable!("no point at all is quiet");
+        };
         let data_age = age_at(&backlog);
         if data_age > max {
             return Err(SourceError::Stale { age: data_age, max });
@@ -348,6 +403,24 @@ impl ReadBacklog for PubSub {
             .filter(|sample| age_at(sample) <= max)
             .and_then(|sample| Duration::try_from_secs_f64(sample.value).ok());
         Ok(Reading { backlog: backlog.value, data_age: Some(data_age), oldest_message_age, ..Reading::default() })
+    }
+}
+
+impl PubSub {
+    /// The reading when Monitoring has nothing recent to say: an existing subscription is idle (0), a missing one
+    /// is a failed read.
+    async fn idle_or_missing(&self, subscription: &Subscription) -> Result<Reading, SourceError> {
+        if self.exists(subscription).await? {
+            return Ok(Reading::default());
+        }
+        Err(SourceError::NotFound {
+            what: format!("subscription `{}` in project `{}`", subscription.id, subscription.project),
+            detail: format!(
+                "the Pub/Sub API at {} does not know it, and Cloud Monitoring has no recent point for it; check both \
+                 names",
+                self.pubsub_endpoint()
+            ),
+        })
     }
 }
 
@@ -420,11 +493,13 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_selects_one_metric_of_one_subscription() {
+    fn the_filter_selects_one_metric_of_one_subscription_of_one_project() {
+        let jobs = Subscription { project: "video-prod".into(), id: "jobs".into() };
         assert_eq!(
-            filter(BACKLOG_METRIC, "jobs"),
+            filter(BACKLOG_METRIC, &jobs),
             "metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type = \
-             \"pubsub_subscription\" AND resource.labels.subscription_id = \"jobs\""
+             \"pubsub_subscription\" AND resource.labels.project_id = \"video-prod\" AND \
+             resource.labels.subscription_id = \"jobs\""
         );
     }
 

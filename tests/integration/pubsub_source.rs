@@ -10,7 +10,7 @@ use crate::support::agent::Agent;
 use crate::support::eventually;
 use crate::support::kube_api::FakeKube;
 use crate::support::monitoring::FakeMonitoring;
-use crate::support::pubsub::{PROJECT, TestSubscription};
+use crate::support::pubsub::{PROJECT, TestSubscription, emulator_url};
 
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
@@ -20,6 +20,7 @@ fn source(monitoring: &FakeMonitoring, subscription: &str, max_staleness: Durati
         subscription: subscription.to_owned(),
         max_staleness,
         endpoint: Some(monitoring.endpoint()),
+        pubsub_endpoint: Some(emulator_url()),
     })
 }
 
@@ -109,22 +110,38 @@ async fn an_age_only_stale_point_is_left_out() {
 }
 
 #[tokio::test]
-async fn no_points_in_the_window_is_a_clear_error() {
-    let subscription = TestSubscription::new("silent").await;
+async fn an_idle_subscription_without_points_reads_zero_and_a_deleted_one_fails() {
+    // Cloud Monitoring writes no points for a subscription with nothing to report.
+    let subscription = TestSubscription::new("idle").await;
     let monitoring = FakeMonitoring::start().await;
     let reader = source(&monitoring, &subscription.id, FIVE_MINUTES);
-    let assert_not_found = |result: Result<_, SourceError>| match result {
+    assert_eq!(reader.read().await.expect("an idle subscription").backlog, 0.0);
+    // Emptied and quiet: the newest point says 0 and is older than maxStaleness.
+    monitoring.sample(&subscription, SystemTime::now() - Duration::from_secs(7 * 60)).await;
+    assert_eq!(reader.read().await.expect("quiet since its last point, which said 0").backlog, 0.0);
+
+    let missing = source(&monitoring, "qs-never-created", FIVE_MINUTES);
+    match missing.read().await {
         Err(SourceError::NotFound { what, detail }) => {
-            assert!(what.contains(&subscription.id) && what.contains(PROJECT), "{what}");
-            assert!(detail.contains("no point from the last 10m"), "{detail}");
+            assert!(what.contains("qs-never-created") && what.contains(PROJECT), "{what}");
+            assert!(detail.contains("does not know it"), "{detail}");
         }
         other => panic!("expected NotFound, got {other:?}"),
-    };
-    assert_not_found(reader.read().await);
+    }
+}
 
-    // Older than the window (twice maxStaleness) is as good as nothing.
-    monitoring.sample(&subscription, SystemTime::now() - Duration::from_secs(11 * 60)).await;
-    assert_not_found(reader.read().await);
+#[tokio::test]
+async fn a_same_named_subscription_in_another_project_of_the_metrics_scope_is_never_read() {
+    let subscription = TestSubscription::new("scoped").await;
+    let monitoring = FakeMonitoring::start().await;
+    subscription.publish(4).await;
+    monitoring.sample(&subscription, SystemTime::now() - Duration::from_secs(20)).await;
+    // The scoping project also monitors a project with a subscription of the same id, and a newer, bigger point.
+    monitoring.record_in("qs-elsewhere", &subscription.id, BACKLOG_METRIC, SystemTime::now(), 9_000);
+    let reading = source(&monitoring, &subscription.id, FIVE_MINUTES).read().await.expect("read");
+    assert_eq!(reading.backlog, 4.0, "only {PROJECT}'s subscription counts");
+    let asked: Vec<_> = monitoring.requests().iter().filter_map(|q| q.get("filter").cloned()).collect();
+    assert!(asked.iter().all(|f| f.contains(&format!("resource.labels.project_id = \"{PROJECT}\""))), "{asked:?}");
 }
 
 #[tokio::test]
@@ -154,6 +171,7 @@ async fn an_unreachable_endpoint_is_reported_without_its_password() {
         subscription: "qs-nowhere".to_owned(),
         max_staleness: FIVE_MINUTES,
         endpoint: Some(format!("http://user:{password}@127.0.0.1:1")),
+        pubsub_endpoint: None,
     });
     let error = reader.read().await.expect_err("port 1 is closed");
     assert_eq!(error.kind(), "unreachable", "{error}");

@@ -2,9 +2,12 @@
 //! because no emulator serves Monitoring.
 //!
 //! It answers as the documented REST API does: the filter must name `metric.type`, `resource.type` and
-//! `resource.labels.subscription_id` (anything else is a 400, so a client that asks differently fails loudly), only
-//! points whose end time lies inside `interval.startTime`..`interval.endTime` come back, newest first, as JSON with
-//! int64 values written as strings; an empty answer is `{}`. Errors come in Google's `{"error": {...}}` shape.
+//! `resource.labels.subscription_id`, and may name `resource.labels.project_id` (anything else is a 400, so a client
+//! that asks differently fails loudly), only points whose end time lies inside
+//! `interval.startTime`..`interval.endTime` come back, newest first, as JSON with int64 values written as strings;
+//! an empty answer is `{}`. Errors come in Google's `{"error": {...}}` shape. The project in the path is a metrics
+//! scope, as in the real API: it answers for the subscriptions of every project it covers (here: every project
+//! recorded) unless the filter names `resource.labels.project_id`.
 //!
 //! The points are what the test records. [`FakeMonitoring::sample`] records the real emulator's backlog for a
 //! subscription (see `support::pubsub`), the way Pub/Sub samples its own metrics once a minute; `end` lets a test
@@ -66,7 +69,12 @@ impl FakeMonitoring {
 
     /// Records one point of `metric` for `subscription` (an id in [`PROJECT`]).
     pub fn record(&self, subscription: &str, metric: &str, end: SystemTime, value: i64) {
-        let key = (PROJECT.to_owned(), subscription.to_owned(), metric.to_owned());
+        self.record_in(PROJECT, subscription, metric, end, value);
+    }
+
+    /// Records one point of `metric` for `subscription` of `project`.
+    pub fn record_in(&self, project: &str, subscription: &str, metric: &str, end: SystemTime, value: i64) {
+        let key = (project.to_owned(), subscription.to_owned(), metric.to_owned());
         self.lock().series.entry(key).or_default().push((end, value));
     }
 
@@ -109,7 +117,7 @@ impl Drop for FakeMonitoring {
 
 async fn list_time_series(
     State(recorded): State<Arc<Mutex<Recorded>>>,
-    Path(project): Path<String>,
+    Path(_scoping_project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let mut recorded = recorded.lock().expect("the fake's state");
@@ -120,10 +128,12 @@ async fn list_time_series(
     let Some(filter) = query.get("filter").map(|f| parse_filter(f)) else {
         return google_error(StatusCode::BAD_REQUEST, "filter is required");
     };
-    let Ok(filter) = filter else {
+    const UNDERSTOOD: [&str; 4] =
+        ["metric.type", "resource.type", "resource.labels.project_id", "resource.labels.subscription_id"];
+    let Some(filter) = filter.ok().filter(|f| f.keys().all(|key| UNDERSTOOD.contains(&key.as_str()))) else {
         return google_error(
             StatusCode::BAD_REQUEST,
-            "the fake understands only metric, resource type and subscription id",
+            "the fake understands only metric, resource type, project id and subscription id",
         );
     };
     let (Some(start), Some(end)) =
@@ -138,28 +148,36 @@ async fn list_time_series(
     else {
         return google_error(StatusCode::BAD_REQUEST, "metric.type and resource.labels.subscription_id are required");
     };
-    let key = (project.clone(), subscription.clone(), metric.clone());
-    let mut points: Vec<_> =
-        recorded.series.get(&key).into_iter().flatten().filter(|(t, _)| *t > start && *t <= end).copied().collect();
-    if points.is_empty() {
+    let wanted_project = filter.get("resource.labels.project_id");
+    let series: Vec<Value> = recorded
+        .series
+        .iter()
+        .filter(|((project, id, kind), _)| {
+            id == subscription && kind == metric && wanted_project.is_none_or(|wanted| wanted == project)
+        })
+        .filter_map(|((project, _, _), points)| {
+            let mut points: Vec<_> = points.iter().filter(|(t, _)| *t > start && *t <= end).copied().collect();
+            if points.is_empty() {
+                return None;
+            }
+            points.sort_by_key(|(end, _)| std::cmp::Reverse(*end));
+            let points: Vec<Value> = points
+                .into_iter()
+                .map(|(t, v)| json!({"interval": {"startTime": rfc3339(t), "endTime": rfc3339(t)}, "value": {"int64Value": v.to_string()}}))
+                .collect();
+            Some(json!({
+                "metric": {"type": metric},
+                "resource": {"type": "pubsub_subscription", "labels": {"project_id": project, "subscription_id": subscription}},
+                "metricKind": "GAUGE",
+                "valueType": "INT64",
+                "points": points,
+            }))
+        })
+        .collect();
+    if series.is_empty() {
         return axum::Json(json!({})).into_response();
     }
-    points.sort_by_key(|(end, _)| std::cmp::Reverse(*end));
-    let points: Vec<Value> = points
-        .into_iter()
-        .map(|(t, v)| json!({"interval": {"startTime": rfc3339(t), "endTime": rfc3339(t)}, "value": {"int64Value": v.to_string()}}))
-        .collect();
-    axum::Json(json!({
-        "timeSeries": [{
-            "metric": {"type": metric},
-            "resource": {"type": "pubsub_subscription", "labels": {"project_id": project, "subscription_id": subscription}},
-            "metricKind": "GAUGE",
-            "valueType": "INT64",
-            "points": points,
-        }],
-        "unit": "",
-    }))
-    .into_response()
+    axum::Json(json!({"timeSeries": series, "unit": ""})).into_response()
 }
 
 /// `a = "x" AND b = "y"` → {a: x, b: y}; anything else is an error.

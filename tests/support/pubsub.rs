@@ -31,7 +31,8 @@ pub fn emulator_host() -> String {
     std::env::var("PUBSUB_EMULATOR_HOST").unwrap_or_else(|_| "127.0.0.1:8085".to_owned())
 }
 
-fn emulator_url() -> String {
+/// `http://host:port` of the emulator, for a client's endpoint (the source's `pubsubEndpoint`).
+pub fn emulator_url() -> String {
     format!("http://{}", emulator_host())
 }
 
