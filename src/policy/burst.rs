@@ -6,8 +6,9 @@
 //! recognised by two tests on the last interval between polls: the backlog grew by more than the current replicas
 //! complete in that time (the arrivals are at least twice the capacity, Knative's panic threshold), and by more than
 //! Poisson noise in the arrivals can explain. During a burst and for `holdFor` after the last interval that met
-//! both, the recommendation bypasses the scale-up stabilization window and rate policies, and scale-down is off:
-//! a queue that just overflowed is the worst moment to remove a warm replica.
+//! both, the recommendation bypasses the default scale-up stabilization window and rate policies, and scale-down is
+//! off: a queue that just overflowed is the worst moment to remove a warm replica. A `behavior.scaleUp` the user
+//! wrote is never bypassed: `selectPolicy: Disabled` or two pods a minute are promises to something downstream.
 
 use std::time::{Duration, Instant};
 

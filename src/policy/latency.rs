@@ -381,6 +381,18 @@ mod tests {
     }
 
     #[test]
+    fn learns_the_job_duration_without_an_in_flight_count_as_kafka_reports() {
+        // Kafka: 2 messages/s arrive (the log ends' growth), the lag stays at 30, so the committed offsets grow by 2/s
+        // too; 8 replicas, all busy since the lag exceeds them: 8 / 2 = 4 s per job.
+        let t0 = Instant::now();
+        let mut learning = SourceLearning::default();
+        let kafka = reading(30.0, None, Some(2.0));
+        assert_eq!(learning.observe(t0, &kafka, None, 8.0).job_duration_s, None);
+        let learned = learning.observe(t0 + Duration::from_secs(5), &kafka, None, 8.0).job_duration_s;
+        assert_eq!(learned, Some(4.0));
+    }
+
+    #[test]
     fn validation_names_each_field() {
         let bad = LatencyTarget { max_wait: Duration::ZERO, job_duration: Some(Duration::ZERO), concurrency: 0 };
         let paths: Vec<String> = bad.problems().into_iter().map(|p| p.path).collect();

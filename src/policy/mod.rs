@@ -11,11 +11,17 @@
 //! 2. the maximum over sources (as the HPA does with several metrics);
 //! 3. `maxReplicas`;
 //! 4. floors: `minReplicas` and active schedules; with `minReplicas: 0`, zero when every backlog is at or below
-//!    `activation`;
+//!    `activation` (in latency mode, also no arrivals within the scale-down window), woken by a backlog above it or
+//!    a source's [`Reading::wakes`]; at zero a failing source holds the count rather than let a backlog below
+//!    `activation` wake it;
 //! 5. HPA `behavior`: stabilization windows, then rate policies — except during a burst (see [`burst`]), when the
-//!    recommendation applies at once and nothing is removed. With a [`scale_down_policy`] (the default in latency
-//!    mode) the scale-down window is its `delay`, and no replica that has a job in flight is removed;
+//!    recommendation applies at once (past the default scale-up rules only) and nothing is removed. With a
+//!    [`scale_down_policy`] (the default in latency mode) the scale-down window is its `delay`, and no replica that
+//!    has a job in flight is removed;
 //! 6. the floors and `maxReplicas` again, which bypass `behavior` as `minReplicas`/`maxReplicas` do in the HPA.
+//!
+//! A Deployment at 0 replicas whose `minReplicas` is above 0 was stopped by hand: as the HPA does, it is left alone
+//! ([`Rule::ScalingDisabled`]) until someone scales it up.
 //!
 //! Every stage that changes the number says so in the decision's [`Reason`]; the rule with the last word is its code.
 
