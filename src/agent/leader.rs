@@ -79,6 +79,19 @@ impl Leadership {
     }
 }
 
+#[cfg(test)]
+impl Leadership {
+    /// Leadership a test turns on and off by hand.
+    pub(crate) fn switchable() -> Leadership {
+        Leadership::elected()
+    }
+
+    /// Leads (for a day) or stands by, from now.
+    pub(crate) fn switch(&self, leading: bool) {
+        self.set(leading.then(|| Instant::now() + Duration::from_secs(24 * 3600)));
+    }
+}
+
 /// The election loop for one agent.
 pub struct Elector {
     api: Api<Lease>,

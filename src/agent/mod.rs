@@ -8,6 +8,11 @@
 //! every source concurrently under `readTimeout` (a timeout or an implausible value is a failed read), decide,
 //! record metrics, and write the new count if it changed (or only log it with `--dry-run`) — asking once more
 //! whether this agent still leads, because leadership can lapse while the sources are read.
+//!
+//! A tick that ends early (held, standing by, target unreadable) leaves a gap in the decisions: the next decision
+//! restarts the stabilization windows from the count it finds, as a new agent does, so a hold that ends while the
+//! queue happens to read 0 does not drop 20 replicas at once. A write that was sent but not confirmed (no answer in
+//! time) is checked against the count the next tick reads, so the rate policies count it if it landed.
 
 pub mod cluster;
 pub mod leader;
@@ -89,6 +94,10 @@ pub struct TargetLoop<T> {
     secrets: Secrets,
     leadership: Leadership,
     backoff: WriteBackoff,
+    /// Whether the last tick ended without a decision: the next one restarts the windows.
+    interrupted: bool,
+    /// A write sent without an answer in time, as (when, from, to): it may have landed.
+    unconfirmed: Option<(std::time::Instant, u32, u32)>,
 }
 
 /// The longest a write to the target may take, all API calls included.
@@ -148,6 +157,8 @@ impl<T: ScaleTarget> TargetLoop<T> {
             secrets,
             leadership,
             backoff: WriteBackoff::default(),
+            interrupted: false,
+            unconfirmed: None,
         }
     }
 
@@ -172,6 +183,12 @@ impl<T: ScaleTarget> TargetLoop<T> {
 
     /// One poll: read, decide, write.
     pub async fn tick(&mut self, clock: &Clock) -> Tick {
+        let tick = self.poll(clock).await;
+        self.interrupted = !matches!(tick, Tick::Decided(_));
+        tick
+    }
+
+    async fn poll(&mut self, clock: &Clock) -> Tick {
         if !self.leadership.is_leading() {
             return Tick::Standby;
         }
@@ -182,6 +199,13 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 return Tick::TargetUnavailable(error);
             }
         };
+        if let Some((at, from, to)) = self.unconfirmed.take()
+            && state.replicas == to
+        {
+            tracing::info!(deployment = %self.deployment, from, to, "a write that went unanswered had landed");
+            self.autoscaler.record_scale(at, from, to);
+            self.metrics.scaled(from, to);
+        }
         let (_, wall) = clock.now();
         if let Some(hold) = state.hold.as_ref().filter(|h| h.is_active(wall)) {
             match hold {
@@ -198,6 +222,9 @@ impl<T: ScaleTarget> TargetLoop<T> {
 
         let readings = self.read_sources().await;
         let (now, wall) = clock.now();
+        if self.interrupted {
+            self.autoscaler.restart_windows(now, state.replicas);
+        }
         let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
         self.metrics.decision(&decision, &readings);
         self.apply(&decision, now).await;
@@ -270,7 +297,10 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
         let written = match tokio::time::timeout(WRITE_TIMEOUT, self.target.write(from, to, &reason)).await {
             Ok(result) => result,
-            Err(_) => Err(TargetError::Unreachable(format!("no answer within {}s", WRITE_TIMEOUT.as_secs()))),
+            Err(_) => {
+                self.unconfirmed = Some((now, from, to));
+                Err(TargetError::Unreachable(format!("no answer within {}s", WRITE_TIMEOUT.as_secs())))
+            }
         };
         match written {
             Ok(()) => {
@@ -298,3 +328,6 @@ impl<T: ScaleTarget> TargetLoop<T> {
 fn error_kind(result: &Result<Reading, SourceError>) -> &'static str {
     result.as_ref().err().map_or("", SourceError::kind)
 }
+
+#[cfg(test)]
+mod tests;

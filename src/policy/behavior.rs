@@ -254,6 +254,13 @@ impl BehaviorState {
         BehaviorState { recommendations: VecDeque::from([(now, current)]), ..BehaviorState::default() }
     }
 
+    /// Starts the windows afresh from `current`, as [`BehaviorState::seeded`] does at start, keeping the record of
+    /// past scale changes for the rate policies. After a gap in the decisions (a manual hold, a standby spell, an
+    /// unreadable target) the recommendations remembered from before say nothing about the count found now.
+    pub fn reseed(&mut self, now: Instant, current: u32) {
+        self.recommendations = VecDeque::from([(now, current)]);
+    }
+
     /// Brings `desired` within what the windows allow, then remembers `desired` as this tick's recommendation.
     pub fn stabilize(
         &mut self,

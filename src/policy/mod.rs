@@ -356,6 +356,16 @@ impl Autoscaler {
         }
     }
 
+    /// Starts the stabilization windows afresh from `current`, as at start: after a gap in the decisions, so that one
+    /// reading taken after a manual hold ends can never drop the count faster than `behavior` allows over a full
+    /// window.
+    pub fn restart_windows(&mut self, now: Instant, current: u32) {
+        match &mut self.behavior {
+            Some(behavior) => behavior.reseed(now, current),
+            None => self.behavior = Some(BehaviorState::seeded(now, current)),
+        }
+    }
+
     /// Remembers that the count was changed from `from` to `to` at `now`, for the rate policies.
     pub fn record_scale(&mut self, now: Instant, from: u32, to: u32) {
         self.behavior

@@ -79,7 +79,7 @@ impl ScaleTarget for SimulatedDeployment {
         let mut world = lock(&self.world);
         let found = world.replicas();
         if found != from {
-            return Err(TargetError::Changed { expected: from, found });
+            return Err(TargetError::Changed { expected: from, found: Some(found) });
         }
         world.set_replicas(self.clock.elapsed().as_secs_f64(), to);
         Ok(())

@@ -234,7 +234,7 @@ impl ScaleTarget for DeploymentTarget {
         let scale = self.api.get_scale(&self.name).await.map_err(|e| self.api_error(e))?;
         let found = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         if found != i32::try_from(from).unwrap_or(i32::MAX) {
-            return Err(TargetError::Changed { expected: from, found: u32::try_from(found).unwrap_or(0) });
+            return Err(TargetError::Changed { expected: from, found: Some(u32::try_from(found).unwrap_or(0)) });
         }
         if to < from && self.scale_down.idle_first {
             self.prefer_idle_pods().await;

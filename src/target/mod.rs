@@ -64,13 +64,14 @@ pub enum TargetError {
         /// Its name.
         name: String,
     },
-    /// Someone else changed the replica count since it was read; the next poll decides again from the new count.
-    #[error("the replica count changed to {found} since it was read as {expected}; deciding again next poll")]
+    /// Someone else changed the target since it was read (its count, or anything else that made the API answer 409
+    /// Conflict); the next poll decides again from the new state.
+    #[error("the target changed{} since its count was read as {expected}; deciding again next poll", found.map(|n| format!(" (its count is now {n})")).unwrap_or_default())]
     Changed {
         /// What the decision assumed.
         expected: u32,
-        /// What the target has now.
-        found: u32,
+        /// The count the target has now, when known.
+        found: Option<u32>,
     },
     /// The API refused or failed the request.
     #[error("the Kubernetes API answered {code}: {message}")]
