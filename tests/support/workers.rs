@@ -286,7 +286,8 @@ pub async fn done_by(log: &DoneLog, body: &str, deadline: Duration) -> (usize, I
     .await
 }
 
-/// SIGTERM to a worker that has done `job-0` and holds nothing: how long it takes to exit (asserted under 1 s).
+/// SIGTERM to a worker that has done `job-0` and holds nothing: how long it takes to exit (asserted under 2 s: an
+/// SQS worker first waits for its long poll under way, 1 s in the tests).
 pub async fn idle_exit(worker: Worker, log: &DoneLog) -> Duration {
     done_by(log, "job-0", Duration::from_secs(30)).await;
     eventually(Duration::from_secs(10), "the worker to be idle", || async {
@@ -296,7 +297,7 @@ pub async fn idle_exit(worker: Worker, log: &DoneLog) -> Duration {
     let exit = worker.terminate().await.expect("task");
     assert!(exit.status.success(), "exit {}", exit.status);
     println!("idle exit after SIGTERM: {:?} ({})", exit.after_sigterm, exit.summary.as_deref().unwrap_or("-"));
-    assert!(exit.after_sigterm < Duration::from_secs(1), "idle exit took {:?}", exit.after_sigterm);
+    assert!(exit.after_sigterm < Duration::from_secs(2), "idle exit took {:?}", exit.after_sigterm);
     exit.after_sigterm
 }
 
