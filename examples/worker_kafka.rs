@@ -1,8 +1,8 @@
 //! A transcoding-style Kafka worker that drains on SIGTERM: a job handed back is simply never committed, so the
 //! partition's next owner resumes from it.
 //!
-//! `KAFKA_BROKERS`, `TOPIC`, `GROUP`, plus the common `JOB_MS`, `DRAIN_GRACE_MS`, `WORKER_METRICS_ADDR`,
-//! `CONCURRENCY`.
+//! `KAFKA_BROKERS`, `TOPIC`, `GROUP`, plus the common `JOB_MS`, `DRAIN_GRACE_MS`, `DRAIN_FLUSH_MS`,
+//! `WORKER_METRICS_ADDR`, `CONCURRENCY`, `DRAIN_TOKEN` / `DRAIN_TOKEN_FILE`, `PANIC_ONCE_ON`.
 //!
 //! Jobs run concurrently and finish out of order, but a Kafka commit says "everything before this offset is done".
 //! So an offset ledger per partition keeps the offsets in progress and commits only the end of the finished prefix;
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use common::BoxError;
+use common::{BoxError, Settings};
 
 /// Per partition: offsets received and not yet committed; `Some(body)` once finished.
 #[derive(Default)]
@@ -106,7 +106,7 @@ async fn commit(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let settings = common::Settings::from_env()?;
+    let settings = Arc::new(Settings::from_env()?);
     let (brokers, topic, group) = (common::var("KAFKA_BROKERS")?, common::var("TOPIC")?, common::var("GROUP")?);
     let drain = common::drain(&settings).await?;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -122,32 +122,36 @@ async fn main() -> Result<(), BoxError> {
             .create_with_context(Context { ledger: ledger.clone() })?,
     );
     consumer.subscribe(&[&topic])?;
+    drain.ready();
     let commits = Arc::new(tokio::sync::Mutex::new(()));
-    while let Some(permit) = drain.next_job(consumer.recv()).await {
-        let permit = match permit.map(|received| received.map(|m| m.detach())).transpose() {
-            Ok(permit) => permit,
-            Err(e) => {
-                eprintln!("receive: {e}");
-                continue;
-            }
-        };
-        let (partition, offset) = (permit.message().partition(), permit.message().offset());
-        ledger.lock().expect("ledger lock").track(partition, offset);
-        // Handing back is leaving the offset uncommitted: it stays in the ledger and blocks every commit past it.
-        let (job, message) = permit.start(move || async move { eprintln!("handed back {partition}@{offset}") });
-        let body = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-        let (consumer, ledger, commits, topic) = (consumer.clone(), ledger.clone(), commits.clone(), topic.clone());
-        let job_time = settings.job_time;
-        tokio::spawn(async move {
-            if common::work(&job, job_time).await {
-                let ack = commit(consumer, ledger, commits, (topic, partition, offset), body);
-                let _ = job.complete(ack).await;
-            }
-        });
+    loop {
+        while let Some(permit) = drain.next_job(consumer.recv()).await {
+            let permit = match permit.map(|received| received.map(|m| m.detach())).transpose() {
+                Ok(permit) => permit,
+                Err(e) => {
+                    eprintln!("receive: {e}");
+                    continue;
+                }
+            };
+            let (partition, offset) = (permit.message().partition(), permit.message().offset());
+            ledger.lock().expect("ledger lock").track(partition, offset);
+            // Handing back is leaving the offset uncommitted: it stays in the ledger and blocks every commit past it.
+            let (job, message) = permit.start(move || async move { eprintln!("handed back {partition}@{offset}") });
+            let body = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            let (consumer, ledger, commits, topic) = (consumer.clone(), ledger.clone(), commits.clone(), topic.clone());
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                if common::work(&job.handle(), &settings, &body).await {
+                    let _ = job.complete(|| commit(consumer, ledger, commits, (topic, partition, offset), body)).await;
+                }
+            });
+        }
+        if !drain.resumed().await {
+            break;
+        }
     }
     let summary = drain.wait().await;
     // Dropping the last handle closes the consumer: it leaves the group, so the rebalance starts now.
     drop(consumer);
-    common::summary(&summary);
-    Ok(())
+    drain.exit(&summary)
 }

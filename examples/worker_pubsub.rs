@@ -1,71 +1,95 @@
-//! A transcoding-style Pub/Sub worker that drains on SIGTERM: unfinished jobs are nacked for redelivery.
+//! A transcoding-style Pub/Sub worker that drains on SIGTERM: unfinished jobs are nacked for redelivery, and the
+//! stream's shutdown before exit nacks what was leased but never started.
 //!
 //! `PUBSUB_PROJECT`, `SUBSCRIPTION` (and `PUBSUB_EMULATOR_HOST` for the emulator), plus the common `JOB_MS`,
-//! `DRAIN_GRACE_MS`, `WORKER_METRICS_ADDR`, `CONCURRENCY`.
+//! `DRAIN_GRACE_MS`, `DRAIN_FLUSH_MS`, `WORKER_METRICS_ADDR`, `CONCURRENCY`, `DRAIN_TOKEN` / `DRAIN_TOKEN_FILE`,
+//! `PANIC_ONCE_ON`.
 //!
-//! An ack on an at-least-once subscription is fire-and-forget in Google's client; only exactly-once subscriptions
-//! confirm one. So `done` follows a confirmed ack where the subscription offers it, and the handed-over ack
-//! otherwise, and the stream is shut down before exit so every queued ack and nack reaches the service.
+//! Google's client extends the lease of every message it handed out until it is acked or nacked, so long jobs
+//! need nothing more. An ack on an at-least-once subscription is fire-and-forget in that client; only
+//! exactly-once subscriptions confirm one. So `done` follows a confirmed ack where the subscription offers it, and
+//! the handed-over ack otherwise, and every stream is shut down before exit so each queued ack and nack reaches
+//! the service.
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use google_cloud_auth::credentials::anonymous;
 use google_cloud_pubsub::client::Subscriber;
-use google_cloud_pubsub::subscriber::ShutdownBehavior;
 use google_cloud_pubsub::subscriber::handler::Handler;
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
+use queue_scaler::drain::Drain;
 
-use common::BoxError;
+use common::{BoxError, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let settings = common::Settings::from_env()?;
+    let settings = Arc::new(Settings::from_env()?);
     let (project, subscription) = (common::var("PUBSUB_PROJECT")?, common::var("SUBSCRIPTION")?);
     let drain = common::drain(&settings).await?;
     let mut client = Subscriber::builder();
-    if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST") {
+    if let Some(host) = common::optional("PUBSUB_EMULATOR_HOST") {
         // The emulator speaks plain HTTP/2 and must never see real credentials.
         client = client.with_endpoint(format!("http://{host}")).with_credentials(anonymous::Builder::new().build());
     }
     let client = client.build().await?;
-    let mut stream = client
-        .subscribe(format!("projects/{project}/subscriptions/{subscription}"))
-        .set_max_outstanding_messages(i64::try_from(settings.concurrency)?)
-        // Messages leased to this client but never handed to the loop go back at once, not at lease expiry.
-        .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
-        .build();
-    let shutdown = stream.shutdown_token();
+    let mut streams = Vec::new();
+    loop {
+        let mut stream = client
+            .subscribe(format!("projects/{project}/subscriptions/{subscription}"))
+            .set_max_outstanding_messages(i64::try_from(settings.concurrency)?)
+            // Messages leased to this client but never handed to the loop go back at once, not at lease expiry.
+            .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
+            .build();
+        streams.push(stream.shutdown_token());
+        drain.ready();
+        let ended = take_jobs(&drain, &mut stream, &settings).await;
+        if ended {
+            drain.stream_ended();
+        }
+        if ended || !drain.resumed().await {
+            break;
+        }
+    }
+    let summary = drain.wait().await;
+    // Flushes queued acks and nacks; bounded by the drain's watchdog.
+    for stream in streams {
+        stream.shutdown().await;
+    }
+    drain.exit(&summary)
+}
+
+/// Takes jobs until intake stops; true when the stream ended on its own.
+async fn take_jobs(drain: &Drain, stream: &mut MessageStream, settings: &Arc<Settings>) -> bool {
     while let Some(permit) = drain.next_job(stream.next()).await {
-        let Some(permit) = permit.transpose() else { break };
+        let Some(permit) = permit.transpose() else { return true };
         let permit = match permit.transpose() {
             Ok(permit) => permit,
             Err(e) => {
                 eprintln!("receive: {e}");
-                break;
+                return true;
             }
         };
         // The handler acks or nacks, never both: the job guard decides which, so it is shared with the hand-back.
         let handler = Arc::new(Mutex::new(None::<Handler>));
         let permit = permit.map(|(message, h)| {
-            *handler.lock().expect("handler lock") = Some(h);
+            *handler.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
             message
         });
         let back = handler.clone();
         let (job, message) = permit.start(move || async move {
-            let taken = back.lock().expect("handler lock").take();
-            if let Some(h) = taken {
-                h.nack();
-            }
+            let taken = back.lock().unwrap_or_else(PoisonError::into_inner).take();
+            taken.map(Handler::nack).is_some()
         });
-        let job_time = settings.job_time;
+        let settings = settings.clone();
         tokio::spawn(async move {
             let body = String::from_utf8_lossy(&message.data).into_owned();
-            if !common::work(&job, job_time).await {
+            if !common::work(&job.handle(), &settings, &body).await {
                 return;
             }
-            let ack = async {
-                let taken = handler.lock().expect("handler lock").take();
+            let ack = || async {
+                let taken = handler.lock().unwrap_or_else(PoisonError::into_inner).take();
                 match taken {
                     Some(Handler::ExactlyOnce(h)) => h.confirmed_ack().await.is_ok(),
                     Some(h) => {
@@ -80,9 +104,5 @@ async fn main() -> Result<(), BoxError> {
             }
         });
     }
-    let summary = drain.wait().await;
-    // Flushes queued acks and nacks, and nacks what was leased but never started.
-    shutdown.shutdown().await;
-    common::summary(&summary);
-    Ok(())
+    false
 }

@@ -1,8 +1,10 @@
-//! A tiny HTTP/1.1 responder for `/metrics`, `/healthz`, `/readyz` and the drain library's `/status`.
+//! A tiny HTTP/1.1 responder for `/metrics`, `/healthz`, `/readyz` and the drain library's `/status`, `/quiet` and
+//! `/resume`.
 //!
-//! Both the agent and the drain library serve a handful of GET endpoints to Prometheus and kubelet probes. A full
-//! web framework would be most of the drain library's dependency tree, so this answers one request per connection
-//! (`Connection: close`), reads at most a few kilobytes of request head, and gives up on slow clients.
+//! Both the agent and the drain library serve a handful of endpoints to Prometheus, kubelet probes and the agent. A
+//! full web framework would be most of the drain library's dependency tree, so this answers one request per
+//! connection (`Connection: close`), reads at most a few kilobytes of request head (no body), and gives up on slow
+//! clients.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,39 +36,83 @@ impl Response {
     }
 
     /// 503 with a reason.
-    #[cfg(feature = "agent")]
     pub fn unavailable(why: impl Into<String>) -> Response {
-        Response { status: 503, content_type: "text/plain; charset=utf-8", body: why.into() }
+        Response::plain(503, why)
     }
 
-    fn not_found() -> Response {
-        Response { status: 404, content_type: "text/plain; charset=utf-8", body: "not found\n".into() }
+    /// Any status with a plain-text reason.
+    pub fn plain(status: u16, why: impl Into<String>) -> Response {
+        Response { status, content_type: "text/plain; charset=utf-8", body: why.into() }
     }
 }
 
-/// Maps a request path to its response; `None` is a 404.
+/// What a handler sees of a request.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub method: &'a str,
+    /// Without the query string.
+    pub path: &'a str,
+    /// The token of an `Authorization: Bearer …` header.
+    pub bearer: Option<&'a str>,
+}
+
+/// Maps a GET request's path to its response; `None` is a 404.
+#[cfg(feature = "agent")]
 pub(crate) type Route = Arc<dyn Fn(&str) -> Option<Response> + Send + Sync>;
+
+/// Maps any request to its response; `None` is a 404.
+pub(crate) type Handler = Arc<dyn Fn(&Request<'_>) -> Option<Response> + Send + Sync>;
 
 const MAX_HEAD: usize = 8 * 1024;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// Pause after a failed `accept` (out of file descriptors, say): the error would come straight back, and a loop
+/// that retries at once takes a core while the worker needs it most.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `route(path)` for every GET on `listener` until the task is dropped.
+/// Serves `route(path)` for every GET (and HEAD) on `listener` until the task is dropped; other methods get a 405.
+#[cfg(feature = "agent")]
 pub(crate) async fn serve(listener: TcpListener, route: Route) {
+    serve_requests(
+        listener,
+        Arc::new(move |request: &Request<'_>| match request.method {
+            "GET" | "HEAD" => route(request.path),
+            _ => Some(Response::plain(405, "only GET\n")),
+        }),
+    )
+    .await;
+}
+
+/// Serves `handler(request)` for every request on `listener` until the task is dropped.
+pub(crate) async fn serve_requests(listener: TcpListener, handler: Handler) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
-        let route = route.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             // A slow or broken client only loses its own answer.
-            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, route.as_ref())).await;
+            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, handler.as_ref())).await;
         });
     }
 }
 
+/// The token of the request head's `Authorization: Bearer` header, if any.
+fn bearer(head: &str) -> Option<&str> {
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        (name.trim().eq_ignore_ascii_case("authorization") && scheme.eq_ignore_ascii_case("bearer"))
+            .then(|| token.trim())
+    })
+}
+
 async fn answer(
     mut stream: TcpStream,
-    route: &(dyn Fn(&str) -> Option<Response> + Send + Sync),
+    handler: &(dyn Fn(&Request<'_>) -> Option<Response> + Send + Sync),
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -81,19 +127,21 @@ async fn answer(
     let mut words = head.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
-    let response = match method {
-        "GET" | "HEAD" => route(path).unwrap_or_else(Response::not_found),
-        _ => Response { status: 405, content_type: "text/plain; charset=utf-8", body: "only GET\n".into() },
-    };
+    let request = Request { method, path, bearer: bearer(&head) };
+    let response = handler(&request).unwrap_or_else(|| Response::plain(404, "not found\n"));
     let reason = match response.status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         503 => "Service Unavailable",
         _ => "",
     };
+    // RFC 9110: a 401 names the scheme it wants.
+    let challenge = if response.status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" };
     let mut out = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         response.status,
         response.content_type,
         response.body.len()
@@ -118,6 +166,7 @@ mod tests {
         out
     }
 
+    #[cfg(feature = "agent")]
     #[tokio::test]
     async fn routes_get_and_refuses_the_rest() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -130,5 +179,12 @@ mod tests {
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
         assert!(get(addr, "POST /healthz HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 405"));
         server.abort();
+    }
+
+    #[test]
+    fn the_bearer_token_is_read_from_any_casing_of_the_header() {
+        assert_eq!(bearer("POST /quiet HTTP/1.1\r\nauthorization: bearer  s3cret \r\n\r\n"), Some("s3cret"));
+        assert_eq!(bearer("POST /quiet HTTP/1.1\r\nAuthorization: Basic abc\r\n\r\n"), None);
+        assert_eq!(bearer("POST /quiet HTTP/1.1\r\nX-Authorization: Bearer abc\r\n\r\n"), None);
     }
 }

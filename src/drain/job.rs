@@ -5,15 +5,44 @@
 //! back, or the drain's deadline sweep — and the loser does nothing. A [`Ticket`] is the job's place in the
 //! in-flight count and its concurrency slot; it is released when the job's fate is sealed, whichever way.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::state::Shared;
+use super::handle::{JobCell, JobHandle, State};
+use super::state::{Shared, lock};
 
-type HandBack = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+pub(super) type HandBack = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
+
+/// What a hand-back callback returns: whether the broker took the job back. `()` always succeeds; a `Result`
+/// succeeds when it is `Ok`. A failed hand-back counts in [`Summary::failed`](super::Summary::failed) and makes the
+/// exit code non-zero.
+pub trait HandBackOutcome {
+    /// Whether the broker has the job back.
+    fn succeeded(&self) -> bool;
+}
+
+impl HandBackOutcome for () {
+    fn succeeded(&self) -> bool {
+        true
+    }
+}
+
+impl HandBackOutcome for bool {
+    fn succeeded(&self) -> bool {
+        *self
+    }
+}
+
+impl<T, E> HandBackOutcome for Result<T, E> {
+    fn succeeded(&self) -> bool {
+        self.is_ok()
+    }
+}
 
 /// A job's place in the in-flight count and its concurrency slot, released on drop.
 pub(super) struct Ticket {
@@ -44,6 +73,12 @@ pub struct Permit<T> {
     ticket: Ticket,
 }
 
+impl<T: fmt::Debug> fmt::Debug for Permit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("message", &self.message).finish_non_exhaustive()
+    }
+}
+
 impl<T> Permit<T> {
     pub(super) fn new(message: T, ticket: Ticket) -> Permit<T> {
         Permit { message, ticket }
@@ -61,22 +96,20 @@ impl<T> Permit<T> {
 
     /// Starts the job: `hand_back` gives the message back to the broker (nack and requeue, visibility 0, leave the
     /// offset uncommitted) if the job is handed back — at the drain's deadline, by [`Job::hand_back`], or when the
-    /// [`Job`] is dropped unfinished. Returns the guard and the message.
+    /// [`Job`] is dropped unfinished. It returns `()`, or a `Result` whose `Err` counts the hand-back as failed
+    /// ([`HandBackOutcome`]). Returns the guard and the message.
     pub fn start<F, Fut>(self, hand_back: F) -> (Job, T)
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HandBackOutcome,
     {
         let shared = self.ticket.shared.clone();
-        let hand_back: HandBack = Box::new(move || Box::pin(hand_back()));
-        let mut registry = shared.registry.lock().expect("registry lock");
+        let hand_back: HandBack = Box::new(move || Box::pin(async move { hand_back().await.succeeded() }));
+        let mut registry = lock(&shared.registry);
         let id = registry.next_id;
         registry.next_id += 1;
-        let cell = Arc::new(JobCell {
-            id,
-            state: Mutex::new(State::Running { hand_back, ticket: self.ticket }),
-            revoked: Notify::new(),
-        });
+        let cell = Arc::new(JobCell::new(id, State::Running { hand_back, ticket: self.ticket }));
         if registry.swept {
             // The deadline has passed: nothing started now may run; it goes straight back.
             drop(registry);
@@ -85,7 +118,7 @@ impl<T> Permit<T> {
             registry.jobs.insert(id, cell.clone());
             drop(registry);
         }
-        (Job { cell, shared }, self.message)
+        (Job { handle: JobHandle::new(cell, shared) }, self.message)
     }
 }
 
@@ -105,84 +138,66 @@ impl<T, E> Permit<Result<T, E>> {
     }
 }
 
-enum State {
-    Running { hand_back: HandBack, ticket: Ticket },
-    Acking,
-    Finished,
-    HandedBack,
+/// A claimed hand-back on its way to the broker. The job leaves the in-flight count only once the broker has been
+/// told, so the drain waits for it. Dropped before it could tell (a task that a runtime shutting down never ran),
+/// it counts as failed: the broker never heard of the job.
+pub(super) struct Return {
+    shared: Arc<Shared>,
+    hand_back: Option<HandBack>,
+    ticket: Option<Ticket>,
 }
 
-pub(super) struct JobCell {
-    id: u64,
-    state: Mutex<State>,
-    /// Woken when the job is handed back, for [`Job::handed_back`].
-    revoked: Notify,
-}
+impl Return {
+    pub fn new(shared: Arc<Shared>, (hand_back, ticket): (HandBack, Ticket)) -> Return {
+        Return { shared, hand_back: Some(hand_back), ticket: Some(ticket) }
+    }
 
-impl JobCell {
-    /// Claims a running job for hand-back: its callback and ticket, or `None` if someone else already acted.
-    fn claim_for_hand_back(&self) -> Option<(HandBack, Ticket)> {
-        let mut state = self.state.lock().expect("job lock");
-        if !matches!(*state, State::Running { .. }) {
-            return None;
-        }
-        match std::mem::replace(&mut *state, State::HandedBack) {
-            State::Running { hand_back, ticket } => {
-                drop(state);
-                self.revoked.notify_waiters();
-                Some((hand_back, ticket))
-            }
-            _ => unreachable!("checked above"),
+    /// Runs the callback and counts how it went.
+    pub async fn send(mut self) {
+        if let Some(hand_back) = self.hand_back.take() {
+            let succeeded = hand_back().await;
+            self.report(succeeded);
         }
     }
 
-    /// Hands the job back in a task of its own: the drain's sweep and `Drop` cannot wait for the broker.
-    pub(super) fn hand_back_by_drain(&self, shared: &Arc<Shared>) {
-        if let Some((hand_back, ticket)) = self.claim_for_hand_back() {
-            let shared = shared.clone();
-            shared.runtime.clone().spawn(async move { give_back(&shared, hand_back, ticket).await });
+    fn report(&mut self, succeeded: bool) {
+        if let Some(ticket) = self.ticket.take() {
+            self.shared.count_hand_back(succeeded);
+            drop(ticket);
         }
-    }
-
-    fn is_handed_back(&self) -> bool {
-        matches!(*self.state.lock().expect("job lock"), State::HandedBack)
     }
 }
 
-/// Runs a claimed job's hand-back callback and counts it; the job leaves the in-flight count only once the broker
-/// has been told, so the drain waits for it.
-async fn give_back(shared: &Shared, hand_back: HandBack, ticket: Ticket) {
-    hand_back().await;
-    shared.count_handed_back();
-    drop(ticket);
+impl Drop for Return {
+    fn drop(&mut self) {
+        self.report(false);
+    }
 }
 
 /// A job in progress. Complete it with [`Job::complete`] or give it back with [`Job::hand_back`]; dropping it hands
 /// it back.
 #[must_use = "complete the job or hand it back; dropping it hands it back"]
+#[derive(Debug)]
 pub struct Job {
-    cell: Arc<JobCell>,
-    shared: Arc<Shared>,
+    handle: JobHandle,
 }
 
 impl Job {
-    /// Runs `ack` (the broker's acknowledgement, offset commit, delete) unless the drain has already handed the job
-    /// back, and counts the job finished. `None` means it was handed back: `ack` did not run and must not.
-    pub async fn complete<F: Future>(self, ack: F) -> Option<F::Output> {
-        let ticket = {
-            let mut state = self.cell.state.lock().expect("job lock");
-            match std::mem::replace(&mut *state, State::Acking) {
-                State::Running { ticket, .. } => ticket,
-                other => {
-                    *state = other;
-                    return None;
-                }
-            }
-        };
-        self.forget();
-        let out = ack.await;
-        *self.cell.state.lock().expect("job lock") = State::Finished;
-        self.shared.count_finished();
+    /// Runs `ack` (the broker's acknowledgement, offset commit, delete) unless the job was already handed back,
+    /// and counts the job finished. `None` means it was handed back: `ack` was not called.
+    ///
+    /// `ack` is a closure so that nothing of the ack exists before the claim: a future that starts its work when
+    /// created (a spawned task, a producer send) would otherwise ack a job the drain already handed back.
+    pub async fn complete<F, Fut>(self, ack: F) -> Option<Fut::Output>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        let ticket = self.handle.cell.claim_for_ack()?;
+        self.handle.forget();
+        let out = ack().await;
+        self.handle.cell.set(State::Finished);
+        self.handle.shared.count_finished();
         // The in-flight count drops only now, so the drain waits for acks under way.
         drop(ticket);
         Some(out)
@@ -191,36 +206,46 @@ impl Job {
     /// Hands the job back now (say, it failed and should be retried elsewhere) and waits for the callback. Does
     /// nothing if the drain already handed it back.
     pub async fn hand_back(self) {
-        if let Some((hand_back, ticket)) = self.cell.claim_for_hand_back() {
-            self.forget();
-            give_back(&self.shared, hand_back, ticket).await;
+        if let Some(claimed) = self.handle.cell.claim_for_hand_back() {
+            self.handle.forget();
+            Return::new(self.handle.shared.clone(), claimed).send().await;
         }
     }
 
-    /// Resolves when the drain has handed this job back (its grace ran out): stop working on it, do not ack.
+    /// Resolves when the job has been handed back (the grace ran out, its Kafka partition was revoked): stop
+    /// working on it, do not ack.
     pub async fn handed_back(&self) {
-        loop {
-            let revoked = self.cell.revoked.notified();
-            tokio::pin!(revoked);
-            revoked.as_mut().enable();
-            if self.cell.is_handed_back() {
-                return;
-            }
-            revoked.await;
-        }
+        self.handle.handed_back().await;
     }
 
-    /// Takes the job out of the drain's sweep: its fate is sealed.
-    fn forget(&self) {
-        self.shared.registry.lock().expect("registry lock").jobs.remove(&self.cell.id);
+    /// Whether the job has been handed back: one atomic load, cheap enough for a hot loop.
+    pub fn is_handed_back(&self) -> bool {
+        self.handle.is_handed_back()
+    }
+
+    /// A cloneable handle on this job for other threads and tasks: blocking code (`spawn_blocking`, a child
+    /// process's supervisor) watches it to stop work that was handed back.
+    pub fn handle(&self) -> JobHandle {
+        self.handle.clone()
+    }
+
+    /// Keeps the job's lease with the broker while it runs: calls `extend` every `every` until the job is completed
+    /// or handed back. For SQS, `ChangeMessageVisibility` to a little more than `every`; Pub/Sub's client already
+    /// extends its leases itself, and RabbitMQ has no per-delivery lease (see the module documentation).
+    pub fn keep_alive<F, Fut>(&self, every: Duration, extend: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.keep_alive(every, extend);
     }
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
-        if matches!(*self.cell.state.lock().expect("job lock"), State::Running { .. }) {
-            self.forget();
-            self.cell.hand_back_by_drain(&self.shared);
+        if self.handle.cell.is_running() {
+            self.handle.forget();
+            self.handle.cell.hand_back_by_drain(&self.handle.shared);
         }
     }
 }

@@ -1,42 +1,35 @@
-//! SIGTERM and SIGINT into the drain: the first begins it, any later one cuts the grace short.
+//! SIGTERM and SIGINT into the drain: the first begins it, a second during the grace cuts the grace short, and any
+//! signal during the flush (a third, or a second after the grace) ends the process at once.
 //!
-//! signal-hook's self-pipe writes one byte per signal from the handler (async-signal-safe), and tokio reads the
-//! other end of a socket pair like any socket, so no thread sits waiting on signals.
+//! signal-hook's handler only writes to a self-pipe (async-signal-safe); a plain thread reads it. Not a tokio task:
+//! a worker whose jobs block the runtime's threads, or whose `main` never reaches [`Drain::wait`](super::Drain::wait),
+//! must still stop when told twice, as with signal-hook's conditional shutdown and Celery's cold shutdown.
 
 use std::io;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::low_level::pipe;
-use tokio::io::AsyncReadExt;
-use tokio::net::UnixStream;
+use signal_hook::iterator::Signals;
 
-use super::state::{Cause, Shared};
+use super::exit::{EXIT_COLD, end};
+use super::state::Shared;
+use super::summary::Cause;
 
-/// Registers both signals; must run inside the tokio runtime the drain lives in.
+/// Registers both signals and starts the thread that acts on them.
 pub(super) fn install(shared: Arc<Shared>) -> io::Result<()> {
-    // Shared by both readers: SIGINT after SIGTERM is a second signal too.
-    let seen = Arc::new(AtomicU32::new(0));
-    for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-        let (read, write) = StdUnixStream::pair()?;
-        pipe::register(signal, write)?;
-        read.set_nonblocking(true)?;
-        let mut read = UnixStream::from_std(read)?;
-        let (shared, seen) = (shared.clone(), seen.clone());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 16];
-            while let Ok(n @ 1..) = read.read(&mut buf).await {
-                for _ in 0..n {
-                    if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                        shared.stop(Cause::Signal(name));
-                    } else {
-                        shared.stop_now(Cause::Signal(name));
-                    }
-                }
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    thread::Builder::new().name("drain-signals".into()).spawn(move || {
+        for (seen, signal) in signals.forever().enumerate() {
+            let cause = Cause::Signal(if signal == SIGTERM { "SIGTERM" } else { "SIGINT" });
+            if seen == 0 {
+                shared.stop(cause);
+            } else if shared.alarm.flushing() {
+                end(&shared, EXIT_COLD, "a signal during the flush");
+            } else {
+                shared.stop_now(cause);
             }
-        });
-    }
+        }
+    })?;
     Ok(())
 }

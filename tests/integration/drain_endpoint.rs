@@ -28,10 +28,10 @@ async fn metrics_pass_promtool_and_status_speaks_the_agents_contract() {
     let (job, _) = permit.start(|| async {});
     let status = get(addr, "/status").await;
     assert!(status.contains("Content-Type: application/json"), "{status}");
-    assert_eq!(body(&status), r#"{"in_flight":1,"draining":false}"#);
+    assert_eq!(body(&status), r#"{"in_flight":1,"draining":false,"quiet":false}"#);
     assert_eq!(body(&get(addr, "/healthz").await), "ok\n");
     drain.stop();
-    assert_eq!(job.complete(async {}).await, Some(()));
+    assert_eq!(job.complete(|| async {}).await, Some(()));
     drain.wait().await;
     let metrics = get(addr, "/metrics").await;
     let exposition = body(&metrics);

@@ -11,6 +11,8 @@ fn broker(queue: &TestQueue) -> Vec<(String, String)> {
         ("SQS_QUEUE_URL".to_owned(), queue.url.clone()),
         ("AWS_ENDPOINT_URL".to_owned(), moto::endpoint()),
         ("AWS_REGION".to_owned(), moto::REGION.to_owned()),
+        // A short long poll: an idle worker waits for the receive under way before it exits.
+        ("SQS_WAIT_SECONDS".to_owned(), "1".to_owned()),
     ];
     env.extend(moto::CREDENTIALS.map(|(k, v)| (k.to_owned(), v.to_owned())));
     env

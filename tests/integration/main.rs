@@ -11,6 +11,7 @@ mod agent_idle_first;
 mod agent_rabbitmq;
 mod cli_check;
 mod drain_endpoint;
+mod drain_hostile;
 mod drain_kafka;
 mod drain_pubsub;
 mod drain_rabbitmq;

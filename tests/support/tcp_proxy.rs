@@ -3,7 +3,8 @@
 //!
 //! "Down" closes every live connection at once and closes each new one as soon as it is accepted, as a broker that
 //! crashed and is being restarted looks to a client; the listening port stays bound throughout, so nothing else can
-//! take it and "up" needs no rebind.
+//! take it and "up" needs no rebind. "Stalled" keeps every connection open and forwards nothing, as a broker that
+//! stopped answering looks: writes land in socket buffers and seem sent, reads never come back.
 
 use std::net::SocketAddr;
 
@@ -14,8 +15,15 @@ use tokio::task::JoinHandle;
 /// A proxy from a free port on 127.0.0.1 to one target. Dropping it stops it and closes its connections.
 pub struct TcpProxy {
     pub port: u16,
-    up: watch::Sender<bool>,
+    mode: watch::Sender<Mode>,
     acceptor: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Down,
+    Stalled,
 }
 
 impl TcpProxy {
@@ -23,38 +31,55 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let (up, watching) = watch::channel(true);
+        let (mode, watching) = watch::channel(Mode::Up);
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if *watching.borrow() {
-                    tokio::spawn(forward(client, target, watching.clone()));
+                match *watching.borrow() {
+                    Mode::Up => drop(tokio::spawn(forward(client, target, watching.clone()))),
+                    Mode::Stalled => drop(tokio::spawn(hold(client, watching.clone()))),
+                    // `client` is dropped here, which closes the connection just accepted.
+                    Mode::Down => {}
                 }
-                // Down: `client` is dropped here, which closes the connection just accepted.
             }
         });
-        TcpProxy { port, up, acceptor }
+        TcpProxy { port, mode, acceptor }
     }
 
     /// Closes every live connection and every new one until [`TcpProxy::up`].
     pub fn down(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(Mode::Down);
     }
 
     /// Forwards new connections again.
     pub fn up(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(Mode::Up);
+    }
+
+    /// Stops forwarding on every connection, live or new, and keeps them all open until [`TcpProxy::down`].
+    pub fn stall(&self) {
+        self.mode.send_replace(Mode::Stalled);
     }
 }
 
-/// Copies both ways until either side closes or the proxy goes down; dropping both streams then closes them.
-async fn forward(mut client: TcpStream, target: SocketAddr, mut up: watch::Receiver<bool>) {
+/// Copies both ways until either side closes or the proxy goes down or stalls; dropping both streams then closes
+/// them (a stall holds them first).
+async fn forward(mut client: TcpStream, target: SocketAddr, mut mode: watch::Receiver<Mode>) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = up.wait_for(|up| !*up) => {}
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+        _ = mode.wait_for(|m| *m != Mode::Up) => {}
     }
+    if *mode.borrow() == Mode::Stalled {
+        hold((client, server), mode).await;
+    }
+}
+
+/// Keeps `sockets` open, reading and writing nothing, until the proxy goes down.
+async fn hold<T>(sockets: T, mut mode: watch::Receiver<Mode>) {
+    let _ = mode.wait_for(|m| *m == Mode::Down).await;
+    drop(sockets);
 }
 
 impl Drop for TcpProxy {

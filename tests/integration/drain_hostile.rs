@@ -1,0 +1,206 @@
+//! The RabbitMQ worker examples on a bad day, as real processes against the real broker: a broker that stops
+//! answering mid-drain, impatient signals, a job that panics, a job run as a child process, intake stopped at the
+//! broker, and quiet/resume through the endpoint with its token. Times are measured and printed, and bounded only
+//! generously.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::eventually;
+use crate::support::rabbitmq::{TestQueue, amqp_url, management_url};
+use crate::support::tcp_proxy::TcpProxy;
+use crate::support::workers::{self, DoneLog, Worker};
+
+const EXAMPLE: &str = "worker_rabbitmq";
+
+fn env(url: String, queue: &TestQueue, job_ms: u64, grace_ms: u64, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let broker = [("AMQP_URL".to_owned(), url), ("QUEUE".to_owned(), queue.name.clone())];
+    let mut env = workers::timed(&broker, job_ms, grace_ms);
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env
+}
+
+/// A proxy to the local broker, and the AMQP URL through it.
+async fn proxied() -> (TcpProxy, String) {
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("address")).await;
+    let url = amqp_url().replace("127.0.0.1:5672", &format!("127.0.0.1:{}", proxy.port));
+    (proxy, url)
+}
+
+/// The queue's consumer count, by passive declare: exact and immediate, where the management API's count follows
+/// its statistics interval (5 s by default).
+async fn consumers(queue: &TestQueue) -> Option<u64> {
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    let declared = queue.channel().queue_declare(queue.name.as_str().into(), passive, FieldTable::default()).await;
+    declared.ok().map(|q| u64::from(q.consumer_count()))
+}
+
+/// The queue's consumer count from the management API, for comparison.
+async fn managed_consumers(queue: &TestQueue) -> Option<u64> {
+    let url = format!("{}/api/queues/%2F/{}", management_url(), queue.name);
+    let body: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+    body["consumers"].as_u64()
+}
+
+/// One request to the worker's endpoint: (status code, body).
+async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: worker\r\n{auth}Content-Length: 0\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let code = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    (code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_answering_mid_drain_cannot_keep_the_worker_past_grace_and_budget() {
+    let queue = TestQueue::new("drain-hung").await;
+    queue.publish(0, 1).await;
+    let (proxy, url) = proxied().await;
+    let log = DoneLog::default();
+    let (grace, budget) = (Duration::from_millis(1_000), Duration::from_millis(1_000));
+    let extra = [("DRAIN_FLUSH_MS", "1000")];
+    let worker = Worker::start(EXAMPLE, 1, &env(url, &queue, 60_000, 1_000, &extra), &log);
+    worker.holding(1, Duration::from_secs(30)).await;
+    proxy.stall();
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.terminate()).await.expect("exits").expect("task");
+    eprintln!("rabbitmq, broker stalled: exit {:?} after SIGTERM ({:?})", exit.after_sigterm, exit.summary);
+    assert_eq!(exit.code(), Some(queue_scaler::drain::EXIT_FLUSH_TIMEOUT), "{exit:?}");
+    assert!(exit.after_sigterm < grace + budget + Duration::from_secs(3), "{exit:?}");
+    let summary = exit.summary.expect("the watchdog printed the summary");
+    assert!(summary.contains("flush budget of 1000 ms ran out"), "{summary}");
+    proxy.down();
+    // Handed back into a socket that went nowhere: the broker requeues it when the connection closes.
+    eventually(Duration::from_secs(30), "job-0 back in the queue", || async {
+        (queue.ready().await == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_the_flush_exits_at_once() {
+    let queue = TestQueue::new("drain-cold").await;
+    queue.publish(0, 1).await;
+    let (proxy, url) = proxied().await;
+    let log = DoneLog::default();
+    let worker = Worker::start(EXAMPLE, 1, &env(url, &queue, 60_000, 60_000, &[("DRAIN_FLUSH_MS", "60000")]), &log);
+    worker.holding(1, Duration::from_secs(30)).await;
+    proxy.stall();
+    worker.signal("TERM");
+    // The second signal cuts the grace short: the hand-back goes into the stalled socket, the close hangs.
+    worker.signal("INT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = Instant::now();
+    worker.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.exit(third)).await.expect("exits").expect("task");
+    eprintln!("third signal during the flush: exit {:?} later ({:?})", exit.after_sigterm, exit.summary);
+    assert_eq!(exit.code(), Some(queue_scaler::drain::EXIT_COLD), "{exit:?}");
+    assert!(exit.after_sigterm < Duration::from_secs(5), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_stops_at_the_broker_while_the_job_still_runs() {
+    let queue = TestQueue::new("drain-cancel").await;
+    queue.publish(0, 3).await;
+    let log = DoneLog::default();
+    let worker = Worker::start(EXAMPLE, 1, &env(amqp_url(), &queue, 3_000, 25_000, &[("CONCURRENCY", "1")]), &log);
+    worker.holding(1, Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(10), "the management API to count the consumer", || async {
+        (consumers(&queue).await == Some(1)).then_some(())
+    })
+    .await;
+    let sent = Instant::now();
+    let exit = worker.terminate();
+    let gone = eventually(Duration::from_secs(10), "no consumer on the queue", || async {
+        (consumers(&queue).await == Some(0)).then(|| sent.elapsed())
+    })
+    .await;
+    let managed = eventually(Duration::from_secs(15), "no consumer in the management API", || async {
+        (managed_consumers(&queue).await == Some(0)).then(|| sent.elapsed())
+    })
+    .await;
+    eprintln!("rabbitmq: SIGTERM to 0 consumers on the queue in {gone:?} (management API: {managed:?})");
+    let exit = exit.await.expect("task");
+    let (_, done_at) = workers::done_by(&log, "job-0", Duration::ZERO).await;
+    assert!(sent + gone < done_at, "the consumer was cancelled only after the job ended");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(exit.summary.as_deref().is_some_and(|s| s.starts_with("drain: 1 finished, 0 handed back")), "{exit:?}");
+    assert_eq!(queue.ready().await, 2, "the two jobs never started are back in the queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_is_handed_back_and_done_by_the_same_worker() {
+    let queue = TestQueue::new("drain-panic").await;
+    queue.publish(0, 5).await;
+    let log = DoneLog::default();
+    let worker = Worker::start(EXAMPLE, 1, &env(amqp_url(), &queue, 10, 25_000, &[("PANIC_ONCE_ON", "job-2")]), &log);
+    for i in 0..5 {
+        workers::done_by(&log, &format!("job-{i}"), Duration::from_secs(30)).await;
+    }
+    let exit = worker.terminate().await.expect("task");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert_eq!(log.lock().expect("log").len(), 5, "every job done once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_run_as_a_child_process_is_killed_when_handed_back() {
+    let queue = TestQueue::new("drain-process").await;
+    queue.publish(0, 1).await;
+    let log = DoneLog::default();
+    let first = Worker::start("worker_process", 1, &env(amqp_url(), &queue, 60_000, 500, &[]), &log);
+    let lines = first.lines();
+    let pid = eventually(Duration::from_secs(30), "the job's child process", || async {
+        lines.lock().expect("lines").iter().find_map(|l| l.strip_prefix("child job-0 ")?.parse::<u32>().ok())
+    })
+    .await;
+    let second_env = env(amqp_url(), &queue, 10, 25_000, &[]);
+    workers::over_grace_hand_back(first, &log, || Worker::start("worker_process", 2, &second_env, &log)).await;
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    // Gone, or at most a zombie waiting for init to reap it.
+    let running =
+        state.as_deref().and_then(|s| s.rsplit(')').next()).is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+    assert!(!running, "the child {pid} outlived its job: {state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_needs_the_token_stops_intake_and_resume_takes_jobs_again() {
+    let queue = TestQueue::new("drain-quiet").await;
+    queue.publish(0, 1).await;
+    let log = DoneLog::default();
+    let extra = [("DRAIN_TOKEN", "s3cret"), ("CONCURRENCY", "1")];
+    let worker = Worker::start(EXAMPLE, 1, &env(amqp_url(), &queue, 1_500, 25_000, &extra), &log);
+    worker.holding(1, Duration::from_secs(30)).await;
+    let addr = worker.endpoint();
+    assert_eq!(request(addr, "POST", "/quiet", None).await.0, 401);
+    assert_eq!(request(addr, "POST", "/quiet", Some("wrong")).await.0, 401);
+    assert_eq!(worker.status().await.map(|(n, _)| n), Some(1), "status stays open and nothing changed");
+    let quieted = Instant::now();
+    let (code, body) = request(addr, "POST", "/quiet", Some("s3cret")).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"in_flight":1,"draining":false,"quiet":true}"#));
+    let cancelled = eventually(Duration::from_secs(10), "no consumer while quiet", || async {
+        (consumers(&queue).await == Some(0)).then(|| quieted.elapsed())
+    })
+    .await;
+    eprintln!("rabbitmq: POST /quiet to 0 consumers in {cancelled:?}");
+    // The job held is finished while quiet; a new one is not taken.
+    workers::done_by(&log, "job-0", Duration::from_secs(10)).await;
+    queue.publish(1, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((queue.ready().await, worker.status().await.map(|(n, _)| n)), (1, Some(0)), "took a job while quiet");
+    assert_eq!(request(addr, "POST", "/resume", Some("s3cret")).await.0, 200);
+    workers::done_by(&log, "job-1", Duration::from_secs(10)).await;
+    // Quiet again, then SIGTERM with nothing in flight: out at once.
+    assert_eq!(request(addr, "POST", "/quiet", Some("s3cret")).await.0, 200);
+    eventually(Duration::from_secs(10), "idle", || async { worker.status().await.filter(|(n, _)| *n == 0) }).await;
+    let exit = worker.terminate().await.expect("task");
+    eprintln!("quiet worker, nothing in flight: exit {:?} after SIGTERM", exit.after_sigterm);
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(exit.after_sigterm < Duration::from_secs(2), "{exit:?}");
+}
