@@ -2,9 +2,8 @@
 //!
 //! Builds the Kubernetes client (in-cluster, else `KUBECONFIG`/`~/.kube/config`), starts one Deployment watch for
 //! the namespace, the leader election and the config reload, serves `/metrics`, `/healthz` and `/readyz`, and runs
-//! one [`TargetLoop`] task per target until shutdown is signalled. A reloaded config replaces the loops; their
-//! decision state starts fresh, seeded from the current replica counts, so a reload never causes a sudden
-//! scale-down. Nothing here decides anything.
+//! one [`TargetLoop`] task per target until shutdown is signalled. A reloaded config keeps what the loops learned
+//! ([`reload::carry_over`]). Nothing here decides anything.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,28 +86,27 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     check_self(&config).map_err(StartError::ScalesItself)?;
 
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
-    let build = |config: &Config| -> Vec<TargetLoop<DeploymentTarget>> {
-        let settings = LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
-        config
-            .targets
-            .iter()
-            .map(|target| {
-                let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, config.read_timeout)).collect();
-                let deployment = DeploymentTarget::new(
-                    client.clone(),
-                    deployments.clone(),
-                    &target.deployment,
-                    &identity,
-                    target.scale_down,
-                );
-                TargetLoop::new(target, sources, deployment, settings, config.secrets.clone(), leadership.clone())
-            })
-            .collect()
+    let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
+    let builder = |config: &Config| {
+        let (client, deployments, identity, leadership) =
+            (client.clone(), deployments.clone(), identity.clone(), leadership.clone());
+        let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
+        move |target: &crate::config::TargetConfig| {
+            let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout)).collect();
+            let deployment = DeploymentTarget::new(
+                client.clone(),
+                deployments.clone(),
+                &target.deployment,
+                &identity,
+                target.scale_down,
+            );
+            TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone())
+        }
     };
     let clock = Clock::starting_at(chrono::Utc::now());
 
     if options.once {
-        for mut target_loop in build(&config) {
+        for mut target_loop in config.targets.iter().map(builder(&config)) {
             target_loop.tick(&clock).await;
         }
     } else {
@@ -124,10 +122,22 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
             ));
         }
         let mut shutdown = shutdown;
+        let mut running = Vec::new();
+        let mut first = true;
         loop {
             let config = configs.borrow_and_update().clone();
+            let (loops, carried) = reload::carry_over(running, &config.targets, settings_of(&config), builder(&config));
+            if !std::mem::take(&mut first) {
+                tracing::info!(
+                    kept = carried.kept,
+                    changed = carried.changed,
+                    added = carried.added,
+                    removed = carried.removed,
+                    "reloaded: unchanged targets keep everything they learned, changed ones keep their windows"
+                );
+            }
             let (stop_loops, loops_stop) = watch::channel(false);
-            let tasks: Vec<_> = build(&config)
+            let tasks: Vec<_> = loops
                 .into_iter()
                 .map(|target_loop| tokio::spawn(target_loop.run(config.poll_interval, clock, loops_stop.clone())))
                 .collect();
@@ -136,10 +146,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 changed = configs.changed() => changed.is_ok(),
             };
             let _ = stop_loops.send(true);
+            running = Vec::with_capacity(tasks.len());
             for task in tasks {
                 // A loop task only ends when told to; a panic in one is a bug worth surfacing in the log.
-                if let Err(e) = task.await {
-                    tracing::error!(error = %e, "a target loop ended abnormally");
+                match task.await {
+                    Ok(target_loop) => running.push(target_loop),
+                    Err(e) => tracing::error!(error = %e, "a target loop ended abnormally"),
                 }
             }
             if !reloaded {

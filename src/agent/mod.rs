@@ -73,7 +73,7 @@ pub enum Tick {
 }
 
 /// How a loop behaves, beyond the target's own config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoopSettings {
     /// The longest a source read may take.
     pub read_timeout: Duration,
@@ -83,6 +83,8 @@ pub struct LoopSettings {
 
 /// One target's loop: its sources, its decision state, its target and its metrics.
 pub struct TargetLoop<T> {
+    /// The target's config, so a reload can tell whether it changed.
+    spec: TargetConfig,
     deployment: String,
     autoscaler: Autoscaler,
     sources: Vec<Source>,
@@ -146,6 +148,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
     ) -> Self {
         let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
         TargetLoop {
+            spec: config.clone(),
             deployment: config.deployment.clone(),
             autoscaler: Autoscaler::new(config),
             metrics: TargetMetrics::new(&config.deployment, &source_names),
@@ -167,14 +170,31 @@ impl<T: ScaleTarget> TargetLoop<T> {
         &self.target
     }
 
-    /// Runs ticks every `poll` until `shutdown` turns true; a tick in progress finishes first.
-    pub async fn run(mut self, poll: Duration, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+    /// The target's config.
+    pub fn spec(&self) -> &TargetConfig {
+        &self.spec
+    }
+
+    /// Whether a loop built from `spec` with `settings` would be this one.
+    pub fn is_built_from(&self, spec: &TargetConfig, settings: LoopSettings) -> bool {
+        self.spec == *spec && self.settings == settings
+    }
+
+    /// Takes over `previous`'s stabilization windows and rate history: a target whose config changed keeps what it
+    /// remembers of recent counts, so a reload never restarts its scale-down window or lifts its rate limits.
+    pub fn keep_windows_of(&mut self, previous: TargetLoop<T>) {
+        self.autoscaler.take_windows(previous.autoscaler);
+    }
+
+    /// Runs ticks every `poll` until `shutdown` turns true; a tick in progress finishes first. Returns the loop, so a
+    /// reload can keep what it learned.
+    pub async fn run(mut self, poll: Duration, clock: Clock, mut shutdown: watch::Receiver<bool>) -> Self {
         let mut interval = tokio::time::interval(poll);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = shutdown.wait_for(|stop| *stop) => return self,
                 _ = interval.tick() => {}
             }
             self.tick(&clock).await;

@@ -75,17 +75,27 @@ fn monday_noon() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").expect("time").with_timezone(&Utc)
 }
 
-/// A loop over `target` for one target whose only source always reads `backlog`, with `extra` in the target.
-fn looping(target: &Scripted, backlog: f64, extra: &str, leadership: Leadership) -> TargetLoop<Scripted> {
+/// The config of a target `deployment` whose only source always reads `backlog`, with `extra` in the target.
+fn spec(deployment: &str, backlog: f64, per_worker: u32, extra: &str) -> TargetConfig {
     let text = format!(
-        "targets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 30\n{extra}    sources:\n      - {{type: fixed, backlog: {backlog}, backlogPerWorker: 10}}\n"
+        "targets:\n  - deployment: {deployment}\n    minReplicas: 1\n    maxReplicas: 30\n{extra}    sources:\n      - {{type: fixed, backlog: {backlog}, backlogPerWorker: {per_worker}}}\n"
     );
-    let config = Config::parse("test.yaml", &text, |_| None).unwrap_or_else(|e| panic!("{e}"));
-    let spec = &config.targets[0];
+    let mut config = Config::parse("test.yaml", &text, |_| None).unwrap_or_else(|e| panic!("{e}"));
+    config.targets.remove(0)
+}
+
+const SETTINGS: LoopSettings = LoopSettings { read_timeout: Duration::from_secs(1), dry_run: false };
+
+/// A loop for `spec` over `target`.
+fn loop_for(spec: &TargetConfig, target: &Scripted, leadership: Leadership) -> TargetLoop<Scripted> {
     let crate::source::SourceKind::Fixed(fixed) = &spec.sources[0].kind else { unreachable!("a fixed source") };
     let sources = vec![Source::Fixed(fixed::Fixed::new(fixed))];
-    let settings = LoopSettings { read_timeout: Duration::from_secs(1), dry_run: false };
-    TargetLoop::new(spec, sources, target.clone(), settings, Secrets::default(), leadership)
+    TargetLoop::new(spec, sources, target.clone(), SETTINGS, Secrets::default(), leadership)
+}
+
+/// A loop over `target` for one target whose only source always reads `backlog`, with `extra` in the target.
+fn looping(target: &Scripted, backlog: f64, extra: &str, leadership: Leadership) -> TargetLoop<Scripted> {
+    loop_for(&spec("worker", backlog, 10, extra), target, leadership)
 }
 
 /// Ticks every 5 s for `seconds`, returning the replica count after each tick.
@@ -167,4 +177,33 @@ async fn a_write_that_landed_without_an_answer_counts_for_the_rate_policy() {
     tokio::time::advance(Duration::from_secs(20)).await;
     agent.tick(&clock).await;
     assert_eq!(target.writes(), [(1, 5), (5, 9)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_what_unchanged_targets_learned_and_the_windows_of_changed_ones() {
+    for change in ["an unrelated target added", "this target's backlogPerWorker changed"] {
+        let clock = Clock::starting_at(monday_noon());
+        let target = Scripted::at(20);
+        let worker = spec("worker", 0.0, 10, ONE_MINUTE_WINDOW);
+        let agent = loop_for(&worker, &target, Leadership::always());
+        let mut running = vec![agent];
+        // 40 s of an empty queue: 20 more seconds of the window to go.
+        run_for(&mut running[0], &clock, 40).await;
+        let reloaded = match change {
+            "an unrelated target added" => vec![worker.clone(), spec("other", 0.0, 10, "")],
+            _ => vec![spec("worker", 0.0, 5, ONE_MINUTE_WINDOW)],
+        };
+        let (mut loops, carried) = reload::carry_over(running, &reloaded, SETTINGS, |spec| {
+            loop_for(spec, &Scripted::at(20), Leadership::always())
+        });
+        let expected = if change.starts_with("an unrelated") {
+            reload::CarriedOver { kept: 1, added: 1, ..Default::default() }
+        } else {
+            reload::CarriedOver { changed: 1, ..Default::default() }
+        };
+        assert_eq!(carried, expected, "{change}");
+        let counts = run_for(&mut loops[0], &clock, 30).await;
+        let down_at = counts.iter().position(|n| *n < 20).map(|i| 40 + i * 5);
+        assert_eq!(down_at, Some(60), "{change}: scaled down when the window started at 0 s ended: {counts:?}");
+    }
 }

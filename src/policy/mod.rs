@@ -366,6 +366,11 @@ impl Autoscaler {
         }
     }
 
+    /// Takes `previous`'s windows and rate history (a reload that changed the target's config).
+    pub fn take_windows(&mut self, previous: Autoscaler) {
+        self.behavior = previous.behavior;
+    }
+
     /// Remembers that the count was changed from `from` to `to` at `now`, for the rate policies.
     pub fn record_scale(&mut self, now: Instant, from: u32, to: u32) {
         self.behavior
