@@ -99,6 +99,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 &target.deployment,
                 &identity,
                 target.scale_down,
+                leadership.clone(),
             );
             TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone())
         }

@@ -329,8 +329,9 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 self.metrics.scaled(from, to);
                 tracing::info!(deployment = %self.deployment, from, to, %reason, "scaled");
             }
-            // Not a fault: someone else moved the count; decide again from the new one next poll.
-            Err(error @ TargetError::Changed { .. }) => {
+            // Not a fault: someone else moved the count, a hold came, or leadership lapsed during the write; the next
+            // poll decides again from what it finds.
+            Err(error @ (TargetError::Changed { .. } | TargetError::Held(_) | TargetError::NotLeading)) => {
                 tracing::info!(deployment = %self.deployment, from, to, %error, "not scaled");
             }
             Err(error) => {

@@ -2,11 +2,16 @@
 //!
 //! Reads are free: one list-and-watch per namespace ([`DeploymentWatch`]) keeps every Deployment's replica count and
 //! annotations in memory, so a thousand targets polled every second cost the API server nothing. Writes are rare and
-//! careful: the `scale` subresource is read fresh, the write is refused if the count is no longer the one the
-//! decision was made from, and the patch carries the `resourceVersion` it read, so a concurrent change (a human with
-//! `kubectl scale`, another agent) makes the API answer 409 instead of being overwritten. Every write is told as a
-//! Kubernetes Event on the Deployment (`SuccessfulRescale`, as the HPA says), with the decision's reason, so
-//! `kubectl describe deployment` tells the story.
+//! careful: the Deployment is read fresh, the write is dropped if a manual hold appeared or the count is no longer
+//! the one the decision was made from, leadership is asked again right before each call that changes something,
+//! and the scale patch carries the `resourceVersion` it read, so any concurrent change (a human with `kubectl
+//! scale` or `queue-scaler scale --hold`, another agent) makes the API answer 409 — a changed target, decided again
+//! next poll — instead of being overwritten. Every write is told as a Kubernetes Event on the Deployment
+//! (`SuccessfulRescale`, as the HPA says), with the decision's reason, so `kubectl describe deployment` tells the
+//! story.
+//!
+//! Idle-first scale-down ([`deletion_cost`]) has a budget of its own, [`IDLE_FIRST_BUDGET`], inside the write's:
+//! when it runs out, the scale-down goes ahead with the pods marked so far, and says so.
 //!
 //! At most [`CONCURRENT_WRITES`] writes are in flight per agent: when a thousand targets scale in the same second,
 //! each concurrent request would otherwise hold a connection of its own to the API server, and the agent a
@@ -27,10 +32,14 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
+use crate::agent::leader::Leadership;
 use crate::config::ScaleDownConfig;
 
 /// The most scale writes (with their Events) one agent has in flight at once.
 pub const CONCURRENT_WRITES: usize = 8;
+
+/// The longest idle-first scale-down may take before the scale-down goes ahead without it: half the write's time.
+pub const IDLE_FIRST_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every Deployment of one namespace, kept current by a watch.
 #[derive(Clone)]
@@ -127,6 +136,7 @@ pub struct DeploymentTarget {
     name: String,
     reporter: String,
     scale_down: ScaleDownConfig,
+    leadership: Leadership,
 }
 
 /// The longest Event note the API accepts.
@@ -134,13 +144,14 @@ const MAX_NOTE_BYTES: usize = 1024;
 
 impl DeploymentTarget {
     /// The Deployment `name` in the watched namespace; scale writes are told as Events from `reporter` (this
-    /// agent's identity).
+    /// agent's identity) and sent only while `leadership` allows.
     pub fn new(
         client: kube::Client,
         watch: DeploymentWatch,
         name: &str,
         reporter: &str,
         scale_down: ScaleDownConfig,
+        leadership: Leadership,
     ) -> DeploymentTarget {
         DeploymentTarget {
             api: Api::namespaced(client.clone(), &watch.namespace),
@@ -151,19 +162,26 @@ impl DeploymentTarget {
             name: name.to_owned(),
             reporter: reporter.to_owned(),
             scale_down,
+            leadership,
         }
     }
 
-    /// Best effort: sets the pods' deletion cost so idle workers go first; never stops the scale-down.
-    async fn prefer_idle_pods(&self) {
-        let Some(selector) = self.watch.get(&self.name).and_then(|d| d.spec.as_ref().map(|s| s.selector.clone()))
-        else {
-            return;
-        };
+    /// Best effort, within [`IDLE_FIRST_BUDGET`]: sets the pods' deletion cost so idle workers go first; never stops
+    /// the scale-down.
+    async fn prefer_idle_pods(&self, selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) {
         let port = self.scale_down.worker_metrics_port;
-        match deletion_cost::mark_idle_pods_first(&self.pods, &self.http, &selector, port).await {
-            Ok(costs) => tracing::info!(deployment = %self.name, ?costs, "set pod-deletion-cost: idle pods go first"),
-            Err(error) => tracing::warn!(deployment = %self.name, %error, "scaling down without idle-first"),
+        let may_write = || self.leadership.may_write();
+        let marking = deletion_cost::mark_idle_pods_first(&self.pods, &self.http, selector, port, &may_write);
+        match tokio::time::timeout(IDLE_FIRST_BUDGET, marking).await {
+            Ok(Ok(marked)) => tracing::info!(
+                deployment = %self.name, idle = marked.idle, busy = marked.busy, unknown = marked.unknown,
+                "set pod-deletion-cost: idle pods go first"
+            ),
+            Ok(Err(error)) => tracing::warn!(deployment = %self.name, %error, "scaling down without idle-first"),
+            Err(_) => tracing::warn!(
+                deployment = %self.name, budget = ?IDLE_FIRST_BUDGET,
+                "idle-first ran out of its time budget; scaling down with the pods marked so far"
+            ),
         }
     }
 
@@ -231,23 +249,44 @@ impl ScaleTarget for DeploymentTarget {
     async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
         // The semaphore is never closed, so the only error is impossible; a slot is held until the write is done.
         let _slot = self.watch.writes.acquire().await;
-        let scale = self.api.get_scale(&self.name).await.map_err(|e| self.api_error(e))?;
-        let found = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        // The whole object, not only its scale: the hold annotation is re-checked at write time, and the scale
+        // subresource shares the Deployment's resourceVersion, which fences everything that happens from here on.
+        let fresh = self.api.get(&self.name).await.map_err(|e| self.api_error(e))?;
+        let hold = fresh.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
+        if let Some(hold) = hold.filter(|h| h.is_active(chrono::Utc::now())) {
+            return Err(TargetError::Held(match hold {
+                Hold::Until(until) => format!("held until {until}"),
+                Hold::Unreadable(why) => why,
+            }));
+        }
+        let found = fresh.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if found != i32::try_from(from).unwrap_or(i32::MAX) {
             return Err(TargetError::Changed { expected: from, found: Some(u32::try_from(found).unwrap_or(0)) });
         }
         if to < from && self.scale_down.idle_first {
-            self.prefer_idle_pods().await;
+            if !self.leadership.may_write() {
+                return Err(TargetError::NotLeading);
+            }
+            if let Some(selector) = fresh.spec.as_ref().map(|s| &s.selector) {
+                self.prefer_idle_pods(selector).await;
+            }
+        }
+        if !self.leadership.may_write() {
+            return Err(TargetError::NotLeading);
         }
         let patch = json!({
-            "metadata": { "resourceVersion": scale.metadata.resource_version },
+            "metadata": { "resourceVersion": fresh.metadata.resource_version },
             "spec": { "replicas": to },
         });
-        self.api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.api_error(e))?;
-        self.tell(scale.metadata.uid, to, reason);
+        match self.api.patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            // The Deployment changed since it was read (a human, a hold, another writer): not a failure of the API.
+            Err(kube::Error::Api(status)) if status.is_conflict() => {
+                return Err(TargetError::Changed { expected: from, found: None });
+            }
+            Err(e) => return Err(self.api_error(e)),
+        }
+        self.tell(fresh.metadata.uid, to, reason);
         Ok(())
     }
 }

@@ -73,6 +73,12 @@ pub enum TargetError {
         /// The count the target has now, when known.
         found: Option<u32>,
     },
+    /// A manual hold was set after the tick read the target: the write is dropped.
+    #[error("a hold was set since the target was read: {0}")]
+    Held(String),
+    /// This agent's leadership lapsed, or has too little time left, to send the write.
+    #[error("this agent no longer leads with time to spare; the write is left to the new leader")]
+    NotLeading,
     /// The API refused or failed the request.
     #[error("the Kubernetes API answered {code}: {message}")]
     Api {

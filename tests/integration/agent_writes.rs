@@ -1,0 +1,203 @@
+//! The write path in a shared cluster: a hold set while a tick is under way, a Deployment changed by someone else
+//! between the read and the write, a leader deposed in the middle of an idle-first scale-down, and idle-first on a
+//! Deployment of 200 pods whose workers answer slowly.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::{Json, Router, routing::get};
+use hyper::Method;
+use serde_json::json;
+
+use crate::support::agent::{Agent, free_port};
+use crate::support::eventually;
+use crate::support::kube_api::{FakeKube, Fault, FaultKind, Gate, Kind};
+
+const NS: &str = "video";
+const COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// One target on a fixed backlog with fast rate policies, `extra` indented into the target.
+fn body(backlog: u32, extra: &str) -> String {
+    format!(
+        "pollInterval: 200ms\ntargets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 300\n    behavior: {{scaleUp: {{policies: [{{type: Pods, value: 100, periodSeconds: 15}}]}}, scaleDown: {{stabilizationWindowSeconds: 0}}}}\n{extra}    sources: [{{type: fixed, backlog: {backlog}, backlogPerWorker: 10}}]\n"
+    )
+}
+
+/// Holds the next `times` fresh reads of the Deployment that a write begins with.
+fn hold_the_writes_read(kube: &FakeKube, times: usize) -> Gate {
+    let gate = Gate::default();
+    kube.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "/deployments/worker".into(),
+        kind: FaultKind::Hold(gate.clone()),
+        times,
+    });
+    gate
+}
+
+async fn held(gate: &Gate) {
+    eventually(Duration::from_secs(20), "a write to reach the API", || async {
+        Some(()).filter(|_| gate.waiting() > 0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hold_set_while_a_tick_is_under_way_stops_that_ticks_write() {
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
+    let gate = hold_the_writes_read(&kube, 1);
+    let agent = Agent::start(&kube, NS, &body(50, ""), &[]).await;
+    held(&gate).await;
+    // `queue-scaler scale worker --replicas 1 --hold 1h` lands after the tick read the target and decided on 5.
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(kube.set_annotation(NS, "worker", "queue-scaler.io/hold-until", &until));
+    gate.open();
+    agent.logged("a hold was set since the target was read", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(kube.scale_writes(NS, "worker").is_empty(), "written despite the hold: {}", agent.logs());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_deployment_changed_between_the_read_and_the_write_is_decided_again_not_counted_as_a_failure() {
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
+    let gate = Gate::default();
+    kube.inject(Fault {
+        method: Some(Method::PATCH),
+        path_contains: "/deployments/worker/scale".into(),
+        kind: FaultKind::Hold(gate.clone()),
+        times: 1,
+    });
+    let agent = Agent::start(&kube, NS, &body(50, ""), &[]).await;
+    held(&gate).await;
+    // A GitOps tool touches the Deployment while the patch is on its way: its resourceVersion moves on.
+    kube.modify(Kind::Deployment, NS, "worker", |d| d["metadata"]["labels"]["synced"] = json!("yes"));
+    gate.open();
+    agent.logged("not scaled", Duration::from_secs(10)).await;
+    kube.wait_until_replicas(NS, "worker", 5, Duration::from_secs(10)).await.expect("decided again and written");
+    let errors = agent.metric("queue_scaler_scale_write_errors_total{deployment=\"worker\"}").await;
+    assert_eq!(errors, Some(0.0), "a 409 is a changed target, not a failed write: {}", agent.logs());
+    agent.stop().await;
+}
+
+/// Serves the drain library's `/status` for one fake worker pod at `ip:port`, answering after `delay`.
+async fn serve_worker(ip: &str, port: u16, in_flight: u64, delay: Duration) -> tokio::task::JoinHandle<()> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind a loopback address");
+    let app = Router::new().route(
+        "/status",
+        get(move || async move {
+            tokio::time::sleep(delay).await;
+            Json(json!({"in_flight": in_flight, "draining": false, "quiet": false}))
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    })
+}
+
+fn pod_patches(kube: &FakeKube) -> Vec<Instant> {
+    kube.requests().iter().filter(|r| r.method == Method::PATCH && r.path.contains("/pods/")).map(|r| r.at).collect()
+}
+
+#[tokio::test]
+async fn a_leader_deposed_in_the_middle_of_an_idle_first_scale_down_writes_nothing_more() {
+    // The shortest lease the config allows: the tightest margins.
+    const LEASE: &str = "leaderElection: {enabled: true, leaseName: qs-writes, leaseDuration: 2s}\n";
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 3, &[("app", "worker")]);
+    let port = free_port();
+    let mut workers = Vec::new();
+    for (i, in_flight) in [0, 2, 1].into_iter().enumerate() {
+        let ip = format!("127.0.3.{}", i + 1);
+        kube.create_pod(NS, &format!("worker-{i}"), &[("app", "worker")], &ip);
+        workers.push(serve_worker(&ip, port, in_flight, Duration::ZERO).await);
+    }
+    // The old leader's scale-down stops at its list of pods; it is frozen there (a GC pause, a stalled node).
+    let gate = Gate::default();
+    kube.inject(Fault {
+        method: Some(Method::GET),
+        path_contains: "labelSelector=".into(),
+        kind: FaultKind::Hold(gate.clone()),
+        times: 1,
+    });
+    let idle_first = format!("    scaleDown: {{idleFirst: true, workerMetricsPort: {port}}}\n");
+    let config = format!("{LEASE}{}", body(0, &idle_first));
+    let old = Agent::start_with_env(&kube, NS, &config, &[], &[("POD_NAME", "agent-old")]).await;
+    held(&gate).await;
+    let new = Agent::start_with_env(&kube, NS, &config, &[], &[("POD_NAME", "agent-new")]).await;
+    old.signal("STOP");
+    let paused = Instant::now();
+    // The standby takes over and scales down, marking the pods itself.
+    kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(15)).await.expect("the new leader scales down");
+    let (new_first_write, _) = kube.scale_writes(NS, "worker")[0];
+    println!("new leader's first write {:?} after the old one froze (lease 2 s)", new_first_write - paused);
+    // What the new leader marked is put aside, so anything the old one writes from now on shows.
+    for i in 0..3 {
+        kube.modify(Kind::Pod, NS, &format!("worker-{i}"), |p| p["metadata"]["annotations"][COST] = json!("999"));
+    }
+    let settled = Instant::now();
+    gate.open();
+    old.signal("CONT");
+    old.logged("lost leadership", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late: Vec<_> = pod_patches(&kube).into_iter().filter(|at| *at > settled).collect();
+    assert!(
+        late.is_empty(),
+        "the deposed leader patched {} pods after the new leader wrote: {}",
+        late.len(),
+        old.logs()
+    );
+    assert_eq!(kube.scale_writes(NS, "worker").len(), 1, "only the new leader's scale write");
+    for i in 0..3 {
+        let cost = kube.pod(NS, &format!("worker-{i}")).expect("pod")["metadata"]["annotations"][COST].clone();
+        assert_eq!(cost, json!("999"), "worker-{i}");
+    }
+    old.signal("KILL");
+    new.stop().await;
+    workers.iter().for_each(|w| w.abort());
+}
+
+#[tokio::test]
+async fn idle_first_scales_down_two_hundred_slow_pods_within_its_budget() {
+    const PODS: usize = 200;
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", PODS as u32, &[("app", "worker")]);
+    let port = free_port();
+    let mut workers = Vec::new();
+    for i in 0..PODS {
+        let ip = format!("127.0.4.{}", i + 1);
+        // Every tenth pod is busy; answers take 0–2 s, so those over the 1 s limit count as unknown.
+        let in_flight = u64::from(i % 10 == 0);
+        let delay = Duration::from_millis((i as u64 * 2000) / PODS as u64);
+        kube.create_pod(NS, &format!("worker-{i:03}"), &[("app", "worker")], &ip);
+        workers.push(serve_worker(&ip, port, in_flight, delay).await);
+    }
+    let idle_first = format!("    scaleDown: {{idleFirst: true, workerMetricsPort: {port}}}\n");
+    let agent = Agent::start(&kube, NS, &body(0, &idle_first), &[]).await;
+    let mut took = Vec::new();
+    for round in 0..10 {
+        let asked = Instant::now();
+        kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}: {}", agent.logs()));
+        let (written, _) = *kube.scale_writes(NS, "worker").last().expect("a write");
+        took.push(written - asked);
+        if round == 0 {
+            let cost = |i: usize| {
+                kube.pod(NS, &format!("worker-{i:03}")).expect("pod")["metadata"]["annotations"][COST].clone()
+            };
+            assert_eq!(cost(1), json!("0"), "an idle pod that answered in time goes first");
+            assert_eq!(cost(10), json!("100"), "a busy pod that answered in time goes last");
+            assert_eq!(cost(199), json!("1"), "a pod that answered too late sits between");
+        }
+        kube.modify(Kind::Deployment, NS, "worker", |d| d["spec"]["replicas"] = json!(PODS));
+    }
+    took.sort();
+    println!("idle-first scale-down of {PODS} pods: median {:?}, max {:?} (10 rounds)", took[5], took[9]);
+    assert!(agent.logs().contains("set pod-deletion-cost: idle pods go first"), "{}", agent.logs());
+    agent.stop().await;
+    workers.iter().for_each(|w| w.abort());
+}
