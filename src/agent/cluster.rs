@@ -16,6 +16,7 @@ use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
 use super::leader::{ElectionSettings, Elector, Leadership};
+use super::status::StatusBoard;
 use super::{Clock, LoopSettings, TargetLoop, reload};
 use crate::config::Config;
 use crate::http::{self, Response};
@@ -75,7 +76,9 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     let (deployments, drive_watch) = DeploymentWatch::start(client.clone(), &namespace);
     let watch_task = tokio::spawn(drive_watch);
 
-    let metrics_server = if options.once { None } else { Some(serve_metrics(&config, deployments.clone()).await?) };
+    let board = StatusBoard::default();
+    let metrics_server =
+        if options.once { None } else { Some(serve_metrics(&config, deployments.clone(), board.clone()).await?) };
     tracing::info!(
         %namespace, %identity, targets = config.targets.len(), poll_interval = ?config.poll_interval,
         dry_run = options.dry_run, "starting"
@@ -86,6 +89,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     check_self(&config).map_err(StartError::ScalesItself)?;
 
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
+    board.follow(&leadership);
     let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
     let builder = |config: &Config| {
         let (client, deployments, identity, leadership) =
@@ -127,7 +131,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         let mut first = true;
         loop {
             let config = configs.borrow_and_update().clone();
-            let (loops, carried) = reload::carry_over(running, &config.targets, settings_of(&config), builder(&config));
+            let (mut loops, carried) =
+                reload::carry_over(running, &config.targets, settings_of(&config), builder(&config));
+            let names: Vec<String> = config.targets.iter().map(|t| t.deployment.clone()).collect();
+            for target_loop in &mut loops {
+                target_loop.report_to(board.clone(), &names);
+            }
             if !std::mem::take(&mut first) {
                 tracing::info!(
                     kept = carried.kept,
@@ -235,13 +244,14 @@ fn refuse_scaling_itself(
 async fn serve_metrics(
     config: &Config,
     deployments: DeploymentWatch,
+    board: StatusBoard,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let addr = config.metrics.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
     let handle = crate::metrics::install().map_err(|e| StartError::Metrics(e.to_string()))?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%addr, "serving /metrics, /status, /healthz and /readyz");
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -252,6 +262,7 @@ async fn serve_metrics(
     });
     let route = move |path: &str| match path {
         "/metrics" => Some(Response::metrics(handle.render())),
+        "/status" => Some(Response::json(serde_json::to_string(&board.snapshot()).unwrap_or_default())),
         "/healthz" => Some(Response::text("ok\n")),
         "/readyz" if deployments.is_ready() => Some(Response::text("ready\n")),
         "/readyz" => Some(Response::unavailable("waiting for the first list of Deployments\n")),

@@ -17,6 +17,7 @@
 pub mod cluster;
 pub mod leader;
 pub mod reload;
+pub mod status;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use crate::redact::Secrets;
 use crate::source::{ReadBacklog, Reading, Source, SourceError};
 use crate::target::{Hold, ScaleTarget, TargetError};
 use leader::Leadership;
+use status::StatusBoard;
 
 /// Monotonic time for the windows and wall time for the schedules, both from tokio's clock, so that a paused
 /// runtime moves them together.
@@ -64,8 +66,8 @@ impl Clock {
 pub enum Tick {
     /// A decision was made (and written, unless it kept the count or this is a dry run).
     Decided(Decision),
-    /// A manual hold is in force; nothing was read or written.
-    Held,
+    /// A manual hold is in force on a target at this count; nothing was read or written.
+    Held(Hold, u32),
     /// Another agent leads; nothing was read or written.
     Standby,
     /// The target could not be read; nothing was decided.
@@ -100,6 +102,8 @@ pub struct TargetLoop<T> {
     interrupted: bool,
     /// A write sent without an answer in time, as (when, from, to): it may have landed.
     unconfirmed: Option<(std::time::Instant, u32, u32)>,
+    /// Where `queue-scaler status` reads this loop's state, when something serves it.
+    board: Option<StatusBoard>,
 }
 
 /// The longest a write to the target may take, all API calls included.
@@ -162,7 +166,14 @@ impl<T: ScaleTarget> TargetLoop<T> {
             backoff: WriteBackoff::default(),
             interrupted: false,
             unconfirmed: None,
+            board: None,
         }
+    }
+
+    /// Reports every tick and read to `board`, which also lists `all` the targets of the config.
+    pub fn report_to(&mut self, board: StatusBoard, all: &[String]) {
+        board.register(&self.deployment, &self.source_names, all);
+        self.board = Some(board);
     }
 
     /// The target this loop writes.
@@ -205,6 +216,32 @@ impl<T: ScaleTarget> TargetLoop<T> {
     pub async fn tick(&mut self, clock: &Clock) -> Tick {
         let tick = self.poll(clock).await;
         self.interrupted = !matches!(tick, Tick::Decided(_));
+        if let Some(board) = &self.board {
+            let secrets = &self.secrets;
+            board.ticked(&self.deployment, |status| match &tick {
+                Tick::Decided(decision) => {
+                    status.state = "decided".into();
+                    (status.current, status.desired) = (Some(decision.current), Some(decision.desired));
+                    status.rule = Some(decision.reason.rule.code().to_owned());
+                    status.reason = Some(secrets.scrub(&decision.reason.to_string()));
+                    status.hold = None;
+                    status.fallback = decision.sources.iter().any(|s| s.fallback);
+                }
+                Tick::Held(hold, replicas) => {
+                    status.state = "held".into();
+                    status.current = Some(*replicas);
+                    status.hold = Some(match hold {
+                        Hold::Until(until) => format!("until {}", until.to_rfc3339()),
+                        Hold::Unreadable(why) => why.clone(),
+                    });
+                }
+                Tick::Standby => status.state = "standby".into(),
+                Tick::TargetUnavailable(error) => {
+                    status.state = "unavailable".into();
+                    status.reason = Some(error.to_string());
+                }
+            });
+        }
         tick
     }
 
@@ -237,7 +274,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 }
             }
             self.metrics.held(state.replicas);
-            return Tick::Held;
+            return Tick::Held(hold.clone(), state.replicas);
         }
 
         let readings = self.read_sources().await;
@@ -268,6 +305,13 @@ impl<T: ScaleTarget> TargetLoop<T> {
             .map(|(i, (took, result))| {
                 self.metrics.read(i, took, &result);
                 self.note_source_health(i, &result);
+                if let Some(board) = &self.board {
+                    let outcome = match &result {
+                        Ok(reading) => Ok(reading.backlog),
+                        Err(error) => Err((error.kind(), self.secrets.scrub(&error.to_string()))),
+                    };
+                    board.read(&self.deployment, i, outcome);
+                }
                 result.ok()
             })
             .collect()

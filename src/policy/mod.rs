@@ -176,6 +176,8 @@ pub struct SourceVerdict {
     pub failing: bool,
     /// Failed reads in a row.
     pub failure_streak: u32,
+    /// Whether its recommendation is the fallback count (it kept failing).
+    pub fallback: bool,
 }
 
 /// One decision for one target.
@@ -447,7 +449,7 @@ impl Autoscaler {
             .map(|(streak, count)| match count {
                 Some(count) => {
                     *streak = 0;
-                    SourceVerdict { recommendation: count.capped, failing: false, failure_streak: 0 }
+                    SourceVerdict { recommendation: count.capped, failing: false, failure_streak: 0, fallback: false }
                 }
                 None => {
                     *streak = streak.saturating_add(1);
@@ -456,6 +458,7 @@ impl Autoscaler {
                         recommendation: fallback.map_or(current, |f| f.replicas.max(current)),
                         failing: true,
                         failure_streak: *streak,
+                        fallback: fallback.is_some(),
                     }
                 }
             })

@@ -201,3 +201,64 @@ async fn idle_first_scales_down_two_hundred_slow_pods_within_its_budget() {
     agent.stop().await;
     workers.iter().for_each(|w| w.abort());
 }
+
+async fn status_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(crate::support::agent::BINARY)
+        .arg("status")
+        .args(args)
+        .env_remove("QUEUE_SCALER_CONFIG")
+        .output()
+        .await
+        .expect("run queue-scaler status");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn status_shows_each_targets_counts_decision_and_sources_as_a_table_and_as_json() {
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
+    kube.create_deployment(NS, "held", 3, &[("app", "held")]);
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    kube.set_annotation(NS, "held", "queue-scaler.io/hold-until", &until);
+    let body = "pollInterval: 200ms\ntargets:\n  - deployment: worker\n    maxReplicas: 10\n    sources: [{type: fixed, backlog: 40, backlogPerWorker: 10}, {type: prometheus, url: 'http://127.0.0.1:1', query: 'sum(x)', backlogPerWorker: 5}]\n  - deployment: held\n    maxReplicas: 10\n    sources: [{type: fixed, backlog: 0, backlogPerWorker: 10}]\n";
+    let agent = Agent::start(&kube, NS, body, &[]).await;
+    kube.wait_until_replicas(NS, "worker", 4, Duration::from_secs(20)).await.expect("scaled");
+    let address = agent.metrics_address().to_string();
+    let row = |table: &str, deployment: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.starts_with(&format!("{deployment} "))).unwrap_or_default();
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    let (code, table, stderr) = eventually(Duration::from_secs(10), "a status showing the decision", || async {
+        let shown = status_command(&["--agent", &address]).await;
+        (row(&shown.1, "worker")[..3] == ["worker", "decided", "4"]).then_some(shown)
+    })
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(table.starts_with("leader: yes\nDEPLOYMENT  STATE    CURRENT  DESIRED  RULE"), "{table}");
+    // A failing source holds the count: the rule that had the last word says so.
+    assert_eq!(row(&table, "worker")[..5], ["worker", "decided", "4", "4", "SourceFailing"], "{table}");
+    assert_eq!(row(&table, "held")[..4], ["held", "held", "3", "-"], "{table}");
+    assert!(row(&table, "held")[5].starts_with("until"), "{table}");
+    assert!(table.contains("    fixed/40: backlog 40 ("), "{table}");
+    assert!(table.contains("    prometheus/sum(x): failing (unreachable): cannot reach http://127.0.0.1:1"), "{table}");
+
+    // The JSON, also found through the agent's config file.
+    let config = agent.config_path().display().to_string();
+    let (code, json, stderr) = status_command(&["-c", &config, "--json"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let worker = status["targets"].as_array().expect("targets").iter().find(|t| t["deployment"] == "worker").cloned();
+    let worker = worker.expect("the worker target");
+    assert_eq!((worker["current"].clone(), worker["desired"].clone()), (json!(4), json!(4)));
+    assert_eq!(worker["sources"][1]["error_kind"], "unreachable");
+    assert!(worker["sources"][0]["age_seconds"].as_f64().is_some_and(|age| age < 5.0), "{worker}");
+    agent.stop().await;
+
+    let (code, _, stderr) = status_command(&["--agent", "127.0.0.1:1"]).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cannot ask the agent at http://127.0.0.1:1/status"), "{stderr}");
+}
