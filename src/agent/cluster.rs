@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::http::{self, Response};
 use crate::source::Source;
 use crate::target::deployment::{DeploymentTarget, DeploymentWatch};
+use crate::target::other_controllers::OtherControllers;
 
 /// Flags of `queue-scaler run`.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +76,8 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     let identity = identity();
     let (deployments, drive_watch) = DeploymentWatch::start(client.clone(), &namespace);
     let watch_task = tokio::spawn(drive_watch);
+    let (others, drive_others) = OtherControllers::start(client.clone(), &namespace);
+    let others_task = tokio::spawn(drive_others);
 
     let board = StatusBoard::default();
     let metrics_server =
@@ -92,8 +95,8 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     board.follow(&leadership);
     let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
     let builder = |config: &Config| {
-        let (client, deployments, identity, leadership) =
-            (client.clone(), deployments.clone(), identity.clone(), leadership.clone());
+        let (client, deployments, identity, leadership, others) =
+            (client.clone(), deployments.clone(), identity.clone(), leadership.clone(), others.clone());
         let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
         move |target: &crate::config::TargetConfig| {
             let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout)).collect();
@@ -104,6 +107,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 &identity,
                 target.scale_down,
                 leadership.clone(),
+                others.clone(),
             );
             TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone())
         }
@@ -171,6 +175,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         tracing::info!("stopped");
     }
     watch_task.abort();
+    others_task.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }

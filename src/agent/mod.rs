@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod leader;
+pub mod other_writers;
 pub mod reload;
 pub mod status;
 
@@ -32,6 +33,7 @@ use crate::redact::Secrets;
 use crate::source::{ReadBacklog, Reading, Source, SourceError};
 use crate::target::{Hold, ScaleTarget, TargetError};
 use leader::Leadership;
+use other_writers::{OtherWriters, Verdict};
 use status::StatusBoard;
 
 /// Monotonic time for the windows and wall time for the schedules, both from tokio's clock, so that a paused
@@ -72,6 +74,10 @@ pub enum Tick {
     Standby,
     /// The target could not be read; nothing was decided.
     TargetUnavailable(TargetError),
+    /// Another autoscaler (`Kind/name`) scales the target; it is left alone.
+    OtherController(String),
+    /// Others kept changing the target's count; it is left alone until then.
+    BackingOff(tokio::time::Instant),
 }
 
 /// How a loop behaves, beyond the target's own config.
@@ -104,6 +110,8 @@ pub struct TargetLoop<T> {
     unconfirmed: Option<(std::time::Instant, u32, u32)>,
     /// Where `queue-scaler status` reads this loop's state, when something serves it.
     board: Option<StatusBoard>,
+    /// Other autoscalers and writers of the count.
+    others: OtherWriters,
 }
 
 /// The longest a write to the target may take, all API calls included.
@@ -167,6 +175,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
             interrupted: false,
             unconfirmed: None,
             board: None,
+            others: OtherWriters::default(),
         }
     }
 
@@ -216,6 +225,10 @@ impl<T: ScaleTarget> TargetLoop<T> {
     pub async fn tick(&mut self, clock: &Clock) -> Tick {
         let tick = self.poll(clock).await;
         self.interrupted = !matches!(tick, Tick::Decided(_));
+        if self.interrupted {
+            // Whatever happened to the count meanwhile (another leader's writes, a hold) is nobody's fight.
+            self.others.expect(None);
+        }
         if let Some(board) = &self.board {
             let secrets = &self.secrets;
             board.ticked(&self.deployment, |status| match &tick {
@@ -240,6 +253,15 @@ impl<T: ScaleTarget> TargetLoop<T> {
                     status.state = "unavailable".into();
                     status.reason = Some(error.to_string());
                 }
+                Tick::OtherController(owner) => {
+                    status.state = "other-controller".into();
+                    status.reason = Some(format!("{owner} scales it; not managed"));
+                }
+                Tick::BackingOff(until) => {
+                    status.state = "backing-off".into();
+                    let left = until.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+                    status.reason = Some(format!("others kept changing its count; backing off for {left} s more"));
+                }
             });
         }
         tick
@@ -249,7 +271,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
         if !self.leadership.is_leading() {
             return Tick::Standby;
         }
-        let state = match self.target.read().await {
+        let mut state = match self.target.read().await {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(deployment = %self.deployment, %error, "cannot read the target; skipping this poll");
@@ -264,6 +286,11 @@ impl<T: ScaleTarget> TargetLoop<T> {
             self.metrics.scaled(from, to);
         }
         let (_, wall) = clock.now();
+        match self.others.judge(&mut state, wall, &self.target, &self.metrics, &self.deployment).await {
+            Verdict::Manage => {}
+            Verdict::OtherController(owner) => return Tick::OtherController(owner),
+            Verdict::BackingOff(until) => return Tick::BackingOff(until),
+        }
         if let Some(hold) = state.hold.as_ref().filter(|h| h.is_active(wall)) {
             match hold {
                 Hold::Until(until) => {
@@ -284,7 +311,8 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
         let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
         self.metrics.decision(&decision, &readings);
-        self.apply(&decision, now).await;
+        let found_next = self.apply(&decision, now).await;
+        self.others.expect(found_next);
         Tick::Decided(decision)
     }
 
@@ -340,24 +368,26 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
     }
 
-    async fn apply(&mut self, decision: &Decision, now: std::time::Instant) {
+    /// Writes the decision if it changes the count; returns the count the next tick should find if nobody else
+    /// writes, when that is known.
+    async fn apply(&mut self, decision: &Decision, now: std::time::Instant) -> Option<u32> {
         let (from, to) = (decision.current, decision.desired);
         let reason = self.secrets.scrub(&decision.reason.to_string());
         if from == to {
             tracing::debug!(deployment = %self.deployment, replicas = to, %reason, "no change");
-            return;
+            return Some(from);
         }
         if self.settings.dry_run {
             tracing::info!(deployment = %self.deployment, from, to, %reason, "would scale (dry run)");
-            return;
+            return Some(from);
         }
         if !self.leadership.is_leading() {
             tracing::info!(deployment = %self.deployment, from, to, "leadership lapsed before the write; not scaling");
-            return;
+            return None;
         }
         if !self.backoff.allows_a_write() {
             tracing::debug!(deployment = %self.deployment, from, to, "backing off after a failed write");
-            return;
+            return Some(from);
         }
         let written = match tokio::time::timeout(WRITE_TIMEOUT, self.target.write(from, to, &reason)).await {
             Ok(result) => result,
@@ -372,11 +402,13 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 self.autoscaler.record_scale(now, from, to);
                 self.metrics.scaled(from, to);
                 tracing::info!(deployment = %self.deployment, from, to, %reason, "scaled");
+                Some(to)
             }
             // Not a fault: someone else moved the count, a hold came, or leadership lapsed during the write; the next
-            // poll decides again from what it finds.
+            // poll decides again from what it finds (someone else's count was already found changed).
             Err(error @ (TargetError::Changed { .. } | TargetError::Held(_) | TargetError::NotLeading)) => {
                 tracing::info!(deployment = %self.deployment, from, to, %error, "not scaled");
+                None
             }
             Err(error) => {
                 self.metrics.write_failed();
@@ -385,6 +417,8 @@ impl<T: ScaleTarget> TargetLoop<T> {
                     deployment = %self.deployment, from, to, %error, retry_in = ?retry_in,
                     "could not write the replica count"
                 );
+                // A write that went unanswered may have landed; one that failed outright did not.
+                self.unconfirmed.is_none().then_some(from)
             }
         }
     }

@@ -21,6 +21,9 @@ struct Scripted {
 struct Script {
     replicas: u32,
     hold: Option<Hold>,
+    other_controller: Option<String>,
+    replicas_set_by: Option<String>,
+    warnings: Vec<(String, String)>,
     unreadable: bool,
     /// Apply the write, then take this long to answer.
     answer_after: Duration,
@@ -53,7 +56,12 @@ impl ScaleTarget for Scripted {
         if script.unreadable {
             return Err(TargetError::Unreachable("scripted".into()));
         }
-        Ok(ScaleState { replicas: script.replicas, hold: script.hold.clone() })
+        Ok(ScaleState {
+            replicas: script.replicas,
+            hold: script.hold.clone(),
+            other_controller: script.other_controller.clone(),
+            replicas_set_by: script.replicas_set_by.clone(),
+        })
     }
 
     async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<(), TargetError> {
@@ -68,6 +76,10 @@ impl ScaleTarget for Scripted {
         };
         tokio::time::sleep(answer_after).await;
         Ok(())
+    }
+
+    fn warn(&self, reason: &str, note: &str) {
+        self.state.lock().expect("script").warnings.push((reason.to_owned(), note.to_owned()));
     }
 }
 
@@ -206,4 +218,63 @@ async fn a_reload_keeps_what_unchanged_targets_learned_and_the_windows_of_change
         let down_at = counts.iter().position(|n| *n < 20).map(|i| 40 + i * 5);
         assert_eq!(down_at, Some(60), "{change}: scaled down when the window started at 0 s ended: {counts:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_another_autoscaler_scales_is_left_alone_and_told_once() {
+    let clock = Clock::starting_at(monday_noon());
+    let target = Scripted::at(1);
+    target.set(|s| s.other_controller = Some("HorizontalPodAutoscaler/worker".into()));
+    let mut agent = looping(&target, 40.0, "", Leadership::always());
+    let counts = run_for(&mut agent, &clock, 60).await;
+    assert!(counts.iter().all(|n| *n == 1), "{counts:?}");
+    assert!(target.writes().is_empty());
+    let warnings = target.state.lock().expect("script").warnings.clone();
+    assert_eq!(warnings.len(), 1, "told once: {warnings:?}");
+    assert_eq!(warnings[0].0, "OtherAutoscaler");
+    assert!(warnings[0].1.starts_with("HorizontalPodAutoscaler/worker already scales this Deployment"), "{warnings:?}");
+    // The HPA is deleted: the agent takes over.
+    target.set(|s| s.other_controller = None);
+    assert_eq!(run_for(&mut agent, &clock, 10).await.last(), Some(&4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn others_changing_the_count_are_named_and_a_third_change_in_ten_minutes_backs_the_agent_off() {
+    let clock = Clock::starting_at(monday_noon());
+    let target = Scripted::at(1);
+    let fast = "    behavior: {scaleDown: {stabilizationWindowSeconds: 0}}\n";
+    let mut agent = looping(&target, 40.0, fast, Leadership::always());
+    run_for(&mut agent, &clock, 20).await;
+    assert_eq!(target.replicas(), 4);
+    let warnings = |target: &Scripted| target.state.lock().expect("script").warnings.clone();
+    for round in 1..=3 {
+        // A GitOps tool syncs a manifest that still says `replicas: 7`.
+        target.set(|s| {
+            s.replicas = 7;
+            s.replicas_set_by = Some("argocd-controller".into());
+        });
+        run_for(&mut agent, &clock, 60).await;
+        let told = warnings(&target);
+        assert_eq!(told.iter().filter(|(r, _)| r == "ReplicasChangedByOther").count(), round, "{told:?}");
+        assert!(told.last().is_some_and(|(_, note)| note.contains("argocd-controller")), "{told:?}");
+    }
+    // The third change: the agent backs off and leaves 7 alone for ten minutes, then manages it again.
+    assert_eq!(warnings(&target).last().map(|(r, _)| r.as_str()), Some("BackingOff"));
+    let before = target.writes().len();
+    let counts = run_for(&mut agent, &clock, 540).await;
+    assert!(counts.iter().all(|n| *n == 7), "backed off: {counts:?}");
+    assert_eq!(target.writes().len(), before);
+    assert_eq!(run_for(&mut agent, &clock, 120).await.last(), Some(&4), "managed again after the back-off");
+
+    // A change under a manual hold is the human's to make: not counted.
+    let target = Scripted::at(1);
+    let mut agent = looping(&target, 40.0, fast, Leadership::always());
+    run_for(&mut agent, &clock, 20).await;
+    let (_, wall) = clock.now();
+    target.set(|s| {
+        s.replicas = 9;
+        s.hold = Some(Hold::Until(wall + chrono::Duration::seconds(30)));
+    });
+    run_for(&mut agent, &clock, 60).await;
+    assert!(warnings(&target).is_empty(), "{:?}", warnings(&target));
 }

@@ -31,9 +31,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use super::other_controllers::OtherControllers;
 use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
 use crate::agent::leader::Leadership;
 use crate::config::ScaleDownConfig;
+
+/// How the agent's writes are named in `managedFields`, so that it can tell its own writes from others'.
+pub const FIELD_MANAGER: &str = "queue-scaler";
+
+/// How `queue-scaler scale` (a human) is named in `managedFields`.
+pub const CLI_FIELD_MANAGER: &str = "queue-scaler-cli";
 
 /// The most scale writes (with their Events) one agent has in flight at once.
 pub const CONCURRENT_WRITES: usize = 8;
@@ -118,12 +125,30 @@ pub fn selector_matches(
     labels_match && expressions_match
 }
 
-/// The pod template is most of a Deployment's size and none of the autoscaler's business.
+/// The pod template is most of a Deployment's size and none of the autoscaler's business, nor are the field
+/// managers other than those of `spec.replicas`.
 fn forget_what_scaling_does_not_need(deployment: &mut Deployment) {
-    deployment.metadata.managed_fields = None;
+    if let Some(managed) = deployment.metadata.managed_fields.as_mut() {
+        managed.retain(sets_replicas);
+    }
     if let Some(spec) = deployment.spec.as_mut() {
         spec.template = Default::default();
     }
+}
+
+/// Whether a `managedFields` entry owns `spec.replicas`.
+fn sets_replicas(entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry) -> bool {
+    entry.fields_v1.as_ref().and_then(|f| f.0.get("f:spec")).and_then(|spec| spec.get("f:replicas")).is_some()
+}
+
+/// The manager that last set `spec.replicas`, by the entries' times.
+fn replicas_set_by(deployment: &Deployment) -> Option<String> {
+    let managed = deployment.metadata.managed_fields.as_ref()?;
+    managed
+        .iter()
+        .filter(|e| sets_replicas(e))
+        .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+        .and_then(|e| e.manager.clone())
 }
 
 /// One Deployment to scale.
@@ -137,6 +162,7 @@ pub struct DeploymentTarget {
     reporter: String,
     scale_down: ScaleDownConfig,
     leadership: Leadership,
+    others: OtherControllers,
 }
 
 /// The longest Event note the API accepts.
@@ -152,6 +178,7 @@ impl DeploymentTarget {
         reporter: &str,
         scale_down: ScaleDownConfig,
         leadership: Leadership,
+        others: OtherControllers,
     ) -> DeploymentTarget {
         DeploymentTarget {
             api: Api::namespaced(client.clone(), &watch.namespace),
@@ -163,6 +190,7 @@ impl DeploymentTarget {
             reporter: reporter.to_owned(),
             scale_down,
             leadership,
+            others,
         }
     }
 
@@ -189,7 +217,12 @@ impl DeploymentTarget {
     /// the first note, which would show every later write with the first write's reason; each decision has its
     /// own, so each gets its own Event, named as client-go names them (`<object>.<unix nanos in hex>`).
     fn tell(&self, uid: Option<String>, to: u32, reason: &str) {
-        let mut note = format!("New size: {to}; reason: {reason}");
+        self.event(uid, ("Normal", "SuccessfulRescale", "Scale"), format!("New size: {to}; reason: {reason}"));
+    }
+
+    /// Creates one Event on the Deployment, of `(type, reason, action)`, on its own task: telling must never hold up
+    /// or fail what it tells.
+    fn event(&self, uid: Option<String>, (type_, reason, action): (&str, &str, &str), mut note: String) {
         if note.len() > MAX_NOTE_BYTES {
             let mut cut = MAX_NOTE_BYTES - 3;
             while !note.is_char_boundary(cut) {
@@ -206,9 +239,9 @@ impl DeploymentTarget {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some("Normal".to_owned()),
-            reason: Some("SuccessfulRescale".to_owned()),
-            action: Some("Scale".to_owned()),
+            type_: Some(type_.to_owned()),
+            reason: Some(reason.to_owned()),
+            action: Some(action.to_owned()),
             note: Some(note),
             regarding: Some(ObjectReference {
                 api_version: Some("apps/v1".to_owned()),
@@ -222,12 +255,11 @@ impl DeploymentTarget {
             reporting_instance: Some(self.reporter.clone()),
             ..Event::default()
         };
-        // The scale is written; telling it must not hold up or fail the write, so it goes on its own.
         let (events, deployment, writes) = (self.events.clone(), self.name.clone(), self.watch.writes.clone());
         tokio::spawn(async move {
             let _slot = writes.acquire_owned().await;
             if let Err(error) = events.create(&PostParams::default(), &event).await {
-                tracing::warn!(%deployment, %error, "scaled, but could not record the Event");
+                tracing::warn!(%deployment, %error, "could not record the Event");
             }
         });
     }
@@ -240,10 +272,17 @@ impl DeploymentTarget {
 impl ScaleTarget for DeploymentTarget {
     async fn read(&self) -> Result<ScaleState, TargetError> {
         let deployment = self.watch.get(&self.name).ok_or_else(|| self.not_found())?;
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let hold =
-            deployment.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
-        Ok(ScaleState { replicas: u32::try_from(replicas).unwrap_or(0), hold })
+        Ok(self.state_of(&deployment))
+    }
+
+    async fn read_fresh(&self) -> Result<ScaleState, TargetError> {
+        let deployment = self.api.get(&self.name).await.map_err(|e| self.api_error(e))?;
+        Ok(self.state_of(&deployment))
+    }
+
+    fn warn(&self, reason: &str, note: &str) {
+        let uid = self.watch.get(&self.name).and_then(|d| d.metadata.uid.clone());
+        self.event(uid, ("Warning", reason, "Scale"), note.to_owned());
     }
 
     async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
@@ -278,7 +317,8 @@ impl ScaleTarget for DeploymentTarget {
             "metadata": { "resourceVersion": fresh.metadata.resource_version },
             "spec": { "replicas": to },
         });
-        match self.api.patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+        match self.api.patch_scale(&self.name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => {}
             // The Deployment changed since it was read (a human, a hold, another writer): not a failure of the API.
             Err(kube::Error::Api(status)) if status.is_conflict() => {
@@ -292,6 +332,18 @@ impl ScaleTarget for DeploymentTarget {
 }
 
 impl DeploymentTarget {
+    fn state_of(&self, deployment: &Deployment) -> ScaleState {
+        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let hold =
+            deployment.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
+        ScaleState {
+            replicas: u32::try_from(replicas).unwrap_or(0),
+            hold,
+            other_controller: self.others.owner_of(&self.name),
+            replicas_set_by: replicas_set_by(deployment),
+        }
+    }
+
     fn api_error(&self, error: kube::Error) -> TargetError {
         api_error(error, &self.watch.namespace, &self.name)
     }
@@ -344,6 +396,7 @@ pub async fn change_by_hand(
 ) -> Result<(), TargetError> {
     let api: Api<Deployment> = Api::namespaced(client, namespace);
     let to_error = |e| api_error(e, namespace, name);
+    let params = PatchParams { field_manager: Some(CLI_FIELD_MANAGER.to_owned()), ..PatchParams::default() };
     let annotation = match (change.hold_until, change.release) {
         (Some(until), _) => Some(json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
         (None, true) => Some(serde_json::Value::Null),
@@ -351,11 +404,11 @@ pub async fn change_by_hand(
     };
     if let Some(value) = annotation {
         let patch = json!({ "metadata": { "annotations": { HOLD_ANNOTATION: value } } });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+        api.patch(name, &params, &Patch::Merge(&patch)).await.map_err(to_error)?;
     }
     if let Some(replicas) = change.replicas {
         let patch = json!({ "spec": { "replicas": replicas } });
-        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+        api.patch_scale(name, &params, &Patch::Merge(&patch)).await.map_err(to_error)?;
     }
     Ok(())
 }
