@@ -267,3 +267,31 @@ async fn status_shows_each_targets_counts_decision_and_sources_as_a_table_and_as
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot ask the agent at http://127.0.0.1:1/status"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_hold_that_ends_while_the_queue_reads_zero_waits_a_full_window_before_scaling_down() {
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
+    let window = "    behavior: {scaleDown: {stabilizationWindowSeconds: 6}}\n";
+    let body = format!(
+        "pollInterval: 200ms\ntargets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 30\n{window}    sources: [{{type: fixed, backlog: 0, backlogPerWorker: 10}}]\n"
+    );
+    let agent = Agent::start(&kube, NS, &body, &[]).await;
+    agent.ready(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    // A human takes over for two seconds with the CLI: 20 replicas while the queue reads 0.
+    let scaled = tokio::process::Command::new(crate::support::agent::BINARY)
+        .args(["scale", "worker", "--replicas", "20", "--hold", "2s", "--namespace", NS])
+        .env("KUBECONFIG", kube.kubeconfig_path())
+        .output()
+        .await
+        .expect("queue-scaler scale");
+    assert!(scaled.status.success(), "{}", String::from_utf8_lossy(&scaled.stderr));
+    let hold_ends = Instant::now() + Duration::from_secs(2);
+    kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20)).await.expect("down after a window");
+    let (down_at, _) = *kube.scale_writes(NS, "worker").last().expect("the agent's scale-down");
+    let after_hold = down_at.saturating_duration_since(hold_ends);
+    println!("scaled down {after_hold:?} after the hold ended (window 6 s)");
+    assert!(after_hold >= Duration::from_secs(5), "dropped {after_hold:?} after the hold, before a 6 s window");
+    agent.stop().await;
+}
