@@ -27,7 +27,7 @@ use common::{BoxError, Settings};
 async fn main() -> Result<(), BoxError> {
     let settings = Arc::new(Settings::from_env()?);
     let (project, subscription) = (common::var("PUBSUB_PROJECT")?, common::var("SUBSCRIPTION")?);
-    let drain = common::drain(&settings).await?;
+    let drain = common::drain(&settings, settings.concurrency).await?;
     let mut client = Subscriber::builder();
     if let Some(host) = common::optional("PUBSUB_EMULATOR_HOST") {
         // The emulator speaks plain HTTP/2 and must never see real credentials.

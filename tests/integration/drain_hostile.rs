@@ -157,7 +157,7 @@ async fn a_job_run_as_a_child_process_is_killed_when_handed_back() {
     let first = Worker::start("worker_process", 1, &env(amqp_url(), &queue, 60_000, 500, &[]), &log);
     let lines = first.lines();
     let pid = eventually(Duration::from_secs(30), "the job's child process", || async {
-        lines.lock().expect("lines").iter().find_map(|l| l.strip_prefix("child job-0 ")?.parse::<u32>().ok())
+        lines.lock().expect("lines").iter().find_map(|(_, l)| l.strip_prefix("child job-0 ")?.parse::<u32>().ok())
     })
     .await;
     let second_env = env(amqp_url(), &queue, 10, 25_000, &[]);
