@@ -103,6 +103,11 @@ impl Worker {
         self.lines.clone()
     }
 
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// The worker's endpoint, for requests of a test's own.
     pub fn endpoint(&self) -> SocketAddr {
         self.status_addr
