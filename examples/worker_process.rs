@@ -10,7 +10,6 @@ mod common;
 #[path = "rabbitmq/mod.rs"]
 mod rabbitmq;
 
-use std::io::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -37,10 +36,7 @@ async fn run_child(job: JobHandle, settings: Arc<Settings>, body: String) -> boo
         }
     };
     let Some(pid) = child.id() else { return false };
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "child {body} {pid}").and_then(|()| out.flush());
-    }
+    common::line(&format!("child {body} {pid}"));
     tokio::select! {
         status = child.wait() => status.is_ok_and(|s| s.success()),
         () = job.handed_back() => {

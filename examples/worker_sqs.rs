@@ -115,7 +115,7 @@ async fn main() -> Result<(), BoxError> {
         wait_seconds: bounded("SQS_WAIT_SECONDS", 20, 0..=20)?,
         visibility_seconds: bounded("SQS_VISIBILITY_SECONDS", 30, 1..=43_200)?,
     };
-    let drain = common::drain(&settings).await?;
+    let drain = common::drain(&settings, settings.concurrency).await?;
     let pending = Pending::default();
     let (hook_queue, hook_pending) = (queue.clone(), pending.clone());
     drain.on_drain(move || {

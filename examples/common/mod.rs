@@ -69,12 +69,13 @@ pub fn number(name: &str, default: u64) -> Result<u64, BoxError> {
     }
 }
 
-/// Installs the drain (SIGTERM/SIGINT, watchdog, token) and serves its endpoint if asked.
-pub async fn drain(settings: &Settings) -> Result<Drain, BoxError> {
+/// Installs the drain (SIGTERM/SIGINT, watchdog, token) with at most `max_in_flight` jobs at once (usually
+/// `CONCURRENCY`), and serves its endpoint if asked.
+pub async fn drain(settings: &Settings, max_in_flight: usize) -> Result<Drain, BoxError> {
     let drain = Drain::builder()
         .grace(settings.grace)
         .flush_budget(settings.flush_budget)
-        .max_in_flight(settings.concurrency)
+        .max_in_flight(max_in_flight)
         .token_from_env()?
         .install()?;
     if let Some(addr) = &settings.metrics_addr {
@@ -102,7 +103,12 @@ pub async fn work(job: &JobHandle, settings: &Settings, body: &str) -> bool {
 
 /// `done <body>`, flushed: a test may read it while the worker is still running.
 pub fn done(body: &str) {
+    line(&format!("done {body}"));
+}
+
+/// One line on stdout, flushed at once.
+pub fn line(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not take the worker down mid-drain; the ack already happened.
-    let _ = writeln!(out, "done {body}").and_then(|()| out.flush());
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }

@@ -31,7 +31,7 @@ const REQUEUE: BasicNackOptions = BasicNackOptions { requeue: true, multiple: fa
 pub async fn run(work: Work) -> Result<(), BoxError> {
     let settings = Arc::new(Settings::from_env()?);
     let (url, queue) = (common::var("AMQP_URL")?, common::var("QUEUE")?);
-    let drain = common::drain(&settings).await?;
+    let drain = common::drain(&settings, settings.concurrency).await?;
     let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     // The broker pushes no more than the worker may hold, so nothing waits unseen in this process.

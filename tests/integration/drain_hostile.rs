@@ -1,7 +1,7 @@
 //! The RabbitMQ worker examples on a bad day, as real processes against the real broker: a broker that stops
 //! answering mid-drain, impatient signals, a job that panics, a job run as a child process, intake stopped at the
-//! broker, and quiet/resume through the endpoint with its token. Times are measured and printed, and bounded only
-//! generously.
+//! broker, quiet/resume through the endpoint with its token, and an endpoint out of file descriptors. Times are
+//! measured and printed, and bounded only generously.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -157,7 +157,7 @@ async fn a_job_run_as_a_child_process_is_killed_when_handed_back() {
     let first = Worker::start("worker_process", 1, &env(amqp_url(), &queue, 60_000, 500, &[]), &log);
     let lines = first.lines();
     let pid = eventually(Duration::from_secs(30), "the job's child process", || async {
-        lines.lock().expect("lines").iter().find_map(|l| l.strip_prefix("child job-0 ")?.parse::<u32>().ok())
+        lines.lock().expect("lines").iter().find_map(|(_, l)| l.strip_prefix("child job-0 ")?.parse::<u32>().ok())
     })
     .await;
     let second_env = env(amqp_url(), &queue, 10, 25_000, &[]);
@@ -203,4 +203,53 @@ async fn quiet_needs_the_token_stops_intake_and_resume_takes_jobs_again() {
     eprintln!("quiet worker, nothing in flight: exit {:?} after SIGTERM", exit.after_sigterm);
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(exit.after_sigterm < Duration::from_secs(2), "{exit:?}");
+}
+
+/// CPU time the process `pid` has used so far (user + system), from `/proc`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the worker's /proc stat");
+    // After the command name in parentheses: state is field 3, utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("a stat line").1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).expect("clock ticks per second");
+    Duration::from_millis(ticks * 1_000 / per_second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_out_of_file_descriptors_waits_between_accepts_instead_of_spinning() {
+    let queue = TestQueue::new("drain-fds").await;
+    let log = DoneLog::default();
+    let worker = Worker::start(EXAMPLE, 1, &env(amqp_url(), &queue, 10, 25_000, &[]), &log);
+    eventually(Duration::from_secs(30), "the endpoint to answer", || worker.status()).await;
+    let pid = worker.pid();
+    // Two descriptors to spare: the first connections below take them, and every accept after that fails.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the worker's descriptors").count();
+    let limit = |new: Option<libc::rlimit>| {
+        let pid = libc::pid_t::try_from(pid).expect("a pid");
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let new = new.as_ref().map_or(std::ptr::null(), |new| new as *const libc::rlimit);
+        // SAFETY: prlimit reads `new` unless it is null, and writes the limits in force before into `old`.
+        let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, new, &mut old) };
+        assert_eq!(set, 0, "the worker's descriptor limit: {}", std::io::Error::last_os_error());
+        old
+    };
+    let before_limit = limit(None);
+    limit(Some(libc::rlimit { rlim_cur: (open + 2) as libc::rlim_t, ..before_limit }));
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        // Connections that send nothing: the worker holds each until its 5 s client deadline.
+        held.push(TcpStream::connect(worker.endpoint()).await.expect("connect"));
+    }
+    let (before, from) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_time(pid) - before;
+    println!("endpoint out of descriptors: {used:?} of CPU in {:?}", from.elapsed());
+    // The worker's own teardown (closing the broker connection) needs descriptors too.
+    limit(Some(before_limit));
+    drop(held);
+    eventually(Duration::from_secs(10), "the endpoint to answer again", || worker.status()).await;
+    let exit = worker.terminate().await.expect("task");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(used < Duration::from_millis(300), "the accept loop spun: {used:?} of CPU in 1 s");
 }

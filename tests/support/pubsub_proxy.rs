@@ -15,13 +15,17 @@
 //! it opened becomes an empty `DATA` frame with `END_STREAM` (the half-close a polite client sends, which at least
 //! spares the emulator the exception), and (2) it reads the ack ids of every message the emulator pushes down the
 //! connection, and once the client is gone it sets their ack deadline to 0 through the emulator's REST API — the
-//! redelivery real Pub/Sub would make after the deadline, made at once. Acks and nacks the worker sent pass
-//! untouched and win: an ack id already acked no longer names a message. Nothing is done while the worker lives.
+//! redelivery real Pub/Sub would make after the deadline, made at once. Messages pushed down a stream after the
+//! client reset it (nobody reads them, and real Pub/Sub would not send them) go back at once, while the worker
+//! lives. Acks and nacks the worker sent pass untouched and win: an ack id already acked no longer names a message.
+//!
+//! It also notes when each streaming pull (a stream whose first request sets `stream_ack_deadline_seconds`) opens
+//! and when the client ends or resets it: the moment a worker stops pulling, as the service sees it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -40,8 +44,12 @@ const LINGER: Duration = Duration::from_secs(2);
 /// The proxy; dropping it stops accepting (connections already open run to their end).
 pub struct Proxy {
     pub addr: SocketAddr,
+    pulls: Pulls,
     task: JoinHandle<()>,
 }
+
+/// Every streaming pull seen: when it opened, and when the client ended or reset it.
+type Pulls = Arc<Mutex<Vec<(Instant, Option<Instant>)>>>;
 
 impl Drop for Proxy {
     fn drop(&mut self) {
@@ -55,19 +63,34 @@ impl Proxy {
     pub async fn start(upstream: String, subscription: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let pulls = Pulls::default();
+        let seen = pulls.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, subscription) = (upstream.clone(), subscription.clone());
+                let target = Upstream { host: upstream.clone(), subscription: subscription.clone() };
+                let pulls = seen.clone();
                 tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(&upstream).await {
-                        let delivered = relay(client, server).await;
-                        redeliver(&upstream, &subscription, delivered).await;
+                    if let Ok(server) = TcpStream::connect(&target.host).await {
+                        let delivered = relay(client, server, &target, &pulls).await;
+                        target.redeliver(delivered).await;
                     }
                 });
             }
         });
-        Proxy { addr, task }
+        Proxy { addr, pulls, task }
     }
+
+    /// When the streaming pulls the proxy has seen were opened and closed by their client.
+    pub fn pulls(&self) -> Vec<(Instant, Option<Instant>)> {
+        self.pulls.lock().expect("pulls").clone()
+    }
+}
+
+/// The emulator and the subscription the workers consume.
+#[derive(Clone)]
+struct Upstream {
+    host: String,
+    subscription: String,
 }
 
 fn half_close(stream: u32) -> [u8; 9] {
@@ -76,24 +99,38 @@ fn half_close(stream: u32) -> [u8; 9] {
 }
 
 /// Relays one connection until the client is gone; returns the ack ids of the messages pushed down it.
-async fn relay(client: TcpStream, server: TcpStream) -> Vec<String> {
+async fn relay(client: TcpStream, server: TcpStream, upstream: &Upstream, pulls: &Pulls) -> Vec<String> {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let delivered = Arc::new(Mutex::new(Vec::new()));
-    let seen = delivered.clone();
+    // Streams the client reset: what the server still pushes down them goes back at once.
+    let reset = Arc::new(Mutex::new(BTreeSet::new()));
+    let (seen, abandoned, target) = (delivered.clone(), reset.clone(), upstream.clone());
     // Server to client unchanged, read along; once the client is gone, keep reading so the server is never blocked.
     let down = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         let mut client_alive = true;
         let mut frames = Frames::default();
         while let Ok(n @ 1..) = server_read.read(&mut buf).await {
-            frames.push(&buf[..n], &mut seen.lock().expect("ack ids"));
+            let mut pushed = Vec::new();
+            frames.push(&buf[..n], &mut pushed);
+            let unread: Vec<String> = {
+                let abandoned = abandoned.lock().expect("reset streams");
+                pushed.iter().filter(|(stream, _)| abandoned.contains(stream)).map(|(_, id)| id.clone()).collect()
+            };
+            if !unread.is_empty() {
+                let target = target.clone();
+                tokio::spawn(async move { target.redeliver(unread).await });
+            }
+            seen.lock().expect("ack ids").extend(pushed.into_iter().map(|(_, id)| id));
             if client_alive && client_write.write_all(&buf[..n]).await.is_err() {
                 client_alive = false;
             }
         }
     });
     let mut open = BTreeSet::new();
+    // Streaming pulls open now, by stream: their index in `pulls`.
+    let mut pulling = HashMap::new();
     let mut preface = [0u8; PREFACE_LEN];
     if client_read.read_exact(&mut preface).await.is_ok() && server_write.write_all(&preface).await.is_ok() {
         let mut header = [0u8; 9];
@@ -105,8 +142,20 @@ async fn relay(client: TcpStream, server: TcpStream) -> Vec<String> {
             if client_read.read_exact(&mut payload).await.is_err() {
                 break;
             }
+            if kind == DATA && open.contains(&stream) && !pulling.contains_key(&stream) && opens_a_pull(&payload) {
+                let mut pulls = pulls.lock().expect("pulls");
+                pulling.insert(stream, pulls.len());
+                pulls.push((Instant::now(), None));
+            }
+            let ends = kind == RST_STREAM || (matches!(kind, DATA | HEADERS) && flags & END_STREAM != 0);
+            if ends && let Some(index) = pulling.remove(&stream) {
+                pulls.lock().expect("pulls")[index].1 = Some(Instant::now());
+            }
             let forwarded = match kind {
-                RST_STREAM if open.remove(&stream) => server_write.write_all(&half_close(stream)).await,
+                RST_STREAM if open.remove(&stream) => {
+                    reset.lock().expect("reset streams").insert(stream);
+                    server_write.write_all(&half_close(stream)).await
+                }
                 _ => {
                     if kind == HEADERS {
                         open.insert(stream);
@@ -127,21 +176,33 @@ async fn relay(client: TcpStream, server: TcpStream) -> Vec<String> {
     for stream in open {
         let _ = server_write.write_all(&half_close(stream)).await;
     }
+    let gone = Instant::now();
+    for index in pulling.into_values() {
+        pulls.lock().expect("pulls")[index].1 = Some(gone);
+    }
     tokio::time::sleep(LINGER).await;
     down.abort();
     std::mem::take(&mut *delivered.lock().expect("ack ids"))
 }
 
-/// Ends the leases of `ack_ids` (deadline 0), as the end of their stream would on real Pub/Sub.
-async fn redeliver(upstream: &str, subscription: &str, ack_ids: Vec<String>) {
-    if ack_ids.is_empty() {
-        return;
-    }
-    let url = format!("http://{upstream}/v1/{subscription}:modifyAckDeadline");
-    let http = reqwest::Client::new();
-    // One at a time: an ack id whose message was acked meanwhile may fail the call it is in.
-    for ack_id in ack_ids {
-        let _ = http.post(&url).json(&json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0})).send().await;
+/// Whether a client's `DATA` frame carries a `StreamingPullRequest` that opens a pull: the first request of a
+/// stream, and the only kind that sets `stream_ack_deadline_seconds` (field 5), after gRPC's 5-byte prefix.
+fn opens_a_pull(payload: &[u8]) -> bool {
+    payload.get(5..).is_some_and(|message| walk(message).any(|(n, value)| n == 5 && matches!(value, Value::Varint)))
+}
+
+impl Upstream {
+    /// Ends the leases of `ack_ids` (deadline 0), as the end of their stream would on real Pub/Sub.
+    async fn redeliver(&self, ack_ids: Vec<String>) {
+        if ack_ids.is_empty() {
+            return;
+        }
+        let url = format!("http://{}/v1/{}:modifyAckDeadline", self.host, self.subscription);
+        let http = reqwest::Client::new();
+        // One at a time: an ack id whose message was acked meanwhile may fail the call it is in.
+        for ack_id in ack_ids {
+            let _ = http.post(&url).json(&json!({"ackIds": [ack_id], "ackDeadlineSeconds": 0})).send().await;
+        }
     }
 }
 
@@ -155,7 +216,8 @@ struct Frames {
 }
 
 impl Frames {
-    fn push(&mut self, chunk: &[u8], ack_ids: &mut Vec<String>) {
+    /// Reads `chunk`, adding (stream, ack id) for every message pushed.
+    fn push(&mut self, chunk: &[u8], ack_ids: &mut Vec<(u32, String)>) {
         self.bytes.extend_from_slice(chunk);
         while self.bytes.len() >= 9 {
             let length =
@@ -184,35 +246,44 @@ impl Frames {
                 }
                 let message: Vec<u8> = buffer.drain(..5 + size).skip(5).collect();
                 for received in fields(&message, 1) {
-                    ack_ids.extend(fields(received, 1).filter_map(|id| String::from_utf8(id.to_vec()).ok()));
+                    let ids = fields(received, 1).filter_map(|id| String::from_utf8(id.to_vec()).ok());
+                    ack_ids.extend(ids.map(|id| (stream, id)));
                 }
             }
         }
     }
 }
 
-/// The length-delimited fields numbered `number` of a protobuf message (stops quietly at anything malformed).
-fn fields(mut message: &[u8], number: u64) -> impl Iterator<Item = &[u8]> {
+/// A protobuf field's value, as far as the proxy reads it.
+enum Value<'a> {
+    Varint,
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// The fields of a protobuf message, as (number, value); stops quietly at anything malformed.
+fn walk(mut message: &[u8]) -> impl Iterator<Item = (u64, Value<'_>)> {
     std::iter::from_fn(move || {
-        loop {
-            let key = varint(&mut message)?;
-            let value: &[u8] = match key & 7 {
-                0 => {
-                    varint(&mut message)?;
-                    continue;
-                }
-                1 => take(&mut message, 8)?,
-                2 => {
-                    let length = usize::try_from(varint(&mut message)?).ok()?;
-                    take(&mut message, length)?
-                }
-                5 => take(&mut message, 4)?,
-                _ => return None,
-            };
-            if key >> 3 == number && key & 7 == 2 {
-                return Some(value);
+        let key = varint(&mut message)?;
+        let value = match key & 7 {
+            0 => varint(&mut message).map(|_| Value::Varint)?,
+            1 => take(&mut message, 8).map(|_| Value::Fixed)?,
+            2 => {
+                let length = usize::try_from(varint(&mut message)?).ok()?;
+                Value::Bytes(take(&mut message, length)?)
             }
-        }
+            5 => take(&mut message, 4).map(|_| Value::Fixed)?,
+            _ => return None,
+        };
+        Some((key >> 3, value))
+    })
+}
+
+/// The length-delimited fields numbered `number` of a protobuf message.
+fn fields(message: &[u8], number: u64) -> impl Iterator<Item = &[u8]> {
+    walk(message).filter_map(move |(n, value)| match value {
+        Value::Bytes(bytes) if n == number => Some(bytes),
+        _ => None,
     })
 }
 

@@ -46,8 +46,9 @@ pub struct Worker {
     reader: JoinHandle<()>,
 }
 
-/// A worker's stdout lines other than `done` ones: its `child …` lines, its summary.
-pub type Lines = Arc<Mutex<Vec<String>>>;
+/// A worker's stdout lines other than `done` ones (its `child …` or `assigned …` lines, its summary), each with
+/// when it was read.
+pub type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
 
 /// How a worker ended after SIGTERM.
 #[derive(Debug)]
@@ -90,7 +91,7 @@ impl Worker {
             while let Ok(Some(line)) = lines.next_line().await {
                 match line.strip_prefix("done ") {
                     Some(body) => log.lock().expect("log").push((number, body.to_owned(), Instant::now())),
-                    None => other.lock().expect("lines").push(line),
+                    None => other.lock().expect("lines").push((Instant::now(), line)),
                 }
             }
         });
@@ -100,6 +101,11 @@ impl Worker {
     /// Its stdout lines other than `done` ones, so far.
     pub fn lines(&self) -> Lines {
         self.lines.clone()
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     /// The worker's endpoint, for requests of a test's own.
@@ -146,7 +152,9 @@ impl Worker {
             let at = Instant::now();
             // The last lines are read before the summary is looked at.
             let _ = (&mut self.reader).await;
-            let summary = self.lines.lock().expect("lines").iter().rev().find(|l| l.starts_with("drain:")).cloned();
+            let lines = self.lines.lock().expect("lines");
+            let summary = lines.iter().rev().map(|(_, l)| l).find(|l| l.starts_with("drain:")).cloned();
+            drop(lines);
             Exit { number: self.number, status, after_sigterm: at - sent, at, summary }
         })
     }
@@ -316,9 +324,9 @@ pub async fn done_by(log: &DoneLog, body: &str, deadline: Duration) -> (usize, I
     .await
 }
 
-/// SIGTERM to a worker that has done `job-0` and holds nothing: how long it takes to exit (asserted under 2 s: an
-/// SQS worker first waits for its long poll under way, 1 s in the tests).
-pub async fn idle_exit(worker: Worker, log: &DoneLog) -> Duration {
+/// SIGTERM to a worker that has done `job-0` and holds nothing: how it exited (asserted within 2 s: an SQS worker
+/// first waits for its long poll under way, 1 s in the tests).
+pub async fn idle_exit(worker: Worker, log: &DoneLog) -> Exit {
     done_by(log, "job-0", Duration::from_secs(30)).await;
     eventually(Duration::from_secs(10), "the worker to be idle", || async {
         worker.status().await.filter(|(in_flight, _)| *in_flight == 0)
@@ -328,7 +336,7 @@ pub async fn idle_exit(worker: Worker, log: &DoneLog) -> Duration {
     assert!(exit.status.success(), "exit {}", exit.status);
     println!("idle exit after SIGTERM: {:?} ({})", exit.after_sigterm, exit.summary.as_deref().unwrap_or("-"));
     assert!(exit.after_sigterm < Duration::from_secs(2), "idle exit took {:?}", exit.after_sigterm);
-    exit.after_sigterm
+    exit
 }
 
 /// SIGTERM to a worker holding one long job: it finishes and acks the job, then exits; returns the time from the
