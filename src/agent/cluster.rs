@@ -20,7 +20,7 @@ use super::leader::{ElectionSettings, Elector, Leadership};
 use super::{Clock, LoopSettings, TargetLoop, reload};
 use crate::config::Config;
 use crate::http::{self, Response};
-use crate::source::Source;
+use crate::source::{Clients, Source};
 use crate::target::deployment::{DeploymentTarget, DeploymentWatch};
 
 /// Flags of `queue-scaler run`.
@@ -87,13 +87,16 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     check_self(&config).map_err(StartError::ScalesItself)?;
 
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
+    // One client per broker for every target and every reload: a reload that keeps a broker keeps its connection.
+    let clients = Clients::new();
     let build = |config: &Config| -> Vec<TargetLoop<DeploymentTarget>> {
         let settings = LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
         config
             .targets
             .iter()
             .map(|target| {
-                let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, config.read_timeout)).collect();
+                let sources =
+                    target.sources.iter().map(|s| Source::from_kind(&s.kind, config.read_timeout, &clients)).collect();
                 let deployment = DeploymentTarget::new(
                     client.clone(),
                     deployments.clone(),
