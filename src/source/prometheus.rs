@@ -124,6 +124,12 @@ pub(crate) struct ServerClient {
     reads: Semaphore,
 }
 
+impl ServerClient {
+    pub(crate) fn new() -> ServerClient {
+        ServerClient { reads: Semaphore::new(shared::CONCURRENT_READS) }
+    }
+}
+
 impl Prometheus {
     /// A reader for `config`; nothing is contacted until the first read.
     pub fn new(config: Config) -> Prometheus {
@@ -132,8 +138,7 @@ impl Prometheus {
 
     /// A reader for `config` whose queries share the bound `clients` holds for its server.
     pub fn shared(config: Config, clients: &Clients) -> Prometheus {
-        let bound =
-            clients.prometheus(config.url.clone(), || ServerClient { reads: Semaphore::new(shared::CONCURRENT_READS) });
+        let bound = clients.prometheus(config.url.clone(), ServerClient::new);
         Prometheus { secrets: config.secrets(), config, http: crate::outbound::client(), bound, last: Mutex::new(None) }
     }
 

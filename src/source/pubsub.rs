@@ -2,16 +2,25 @@
 //!
 //! Pub/Sub itself has no call that says how many messages wait in a subscription; Cloud Monitoring does, with
 //! `pubsub.googleapis.com/subscription/num_undelivered_messages`, the metric the Kubernetes HPA and KEDA scale on.
-//! Each read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
+//! A read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
 //! `oldest_unacked_message_age`, filtered by `resource.labels.project_id` and `resource.labels.subscription_id`,
 //! over a window of twice `maxStaleness`, and keeps the newest point of each. The project is in the filter as well
 //! as in the path because a project whose metrics scope covers other projects answers for all of them: without it, a
 //! same-named subscription elsewhere could be read.
 //!
+//! **One request per project and metric for all subscriptions.** Every subscription read through one Monitoring
+//! endpoint shares its client, and the reads that fall in the same moment (see [`super::shared`]) are asked
+//! together: per project, one `list_time_series` per metric whose filter names them all
+//! (`resource.labels.subscription_id = one_of("a", "b", …)`), over the longest window any of them asks; each reader
+//! then keeps the points of its own subscription within its own window. A filter travels in the URL, so past
+//! [`MAX_FILTER`] characters of ids the subscriptions are split over several requests.
+//!
 //! **Idle subscriptions have no points.** Cloud Monitoring writes none for a subscription that has nothing to
 //! report, so "no point" means either an idle subscription (backlog 0) or a deleted or misspelt one. The reader asks
-//! the Pub/Sub API (`SubscriptionAdmin::get_subscription`, at `pubsubEndpoint`) which: an existing subscription
-//! reads 0, a missing one fails the read. The same goes for a newest point that is stale and says 0 — the
+//! the Pub/Sub API (at `pubsubEndpoint`) which, through the list of the project's subscriptions
+//! (`SubscriptionAdmin::list_subscriptions`, one listing per project per poll for every quiet subscription, where a
+//! `get_subscription` each would soon meet the API's quota on administrative calls): an existing subscription reads
+//! 0, a missing one fails the read. The same goes for a newest point that is stale and says 0 — the
 //! subscription emptied and went quiet; a stale point with messages in it stays a failed read.
 //!
 //! Pub/Sub samples these metrics every 60 s and they reach Monitoring minutes late, so every reading carries its
@@ -23,8 +32,8 @@
 //! elsewhere). An `endpoint` written as plain `http://` gets anonymous credentials instead: a bearer token must never
 //! travel in clear text, and that is also how tests reach a local fake of the API without Google credentials.
 //!
-//! The client is built on the first read and kept. It never retries on its own: the agent polls again soon, and a
-//! retry loop inside one read would only turn a clear error into a timeout.
+//! The clients are built on the first read and kept. They never retry on their own: the agent polls again soon, and
+//! a retry loop inside one read would only turn a clear error into a timeout.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -779,6 +788,21 @@ mod tests {
              \"pubsub_subscription\" AND resource.labels.project_id = \"video-prod\" AND \
              resource.labels.subscription_id = \"jobs\""
         );
+    }
+
+    #[test]
+    fn many_subscriptions_split_over_filters_no_longer_than_the_limit() {
+        let names: Vec<String> = (0..1_000).map(|i| format!("transcoder-subscription-{i:04}")).collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let split = chunks(BACKLOG_METRIC, "video-prod", &ids);
+        assert!(split.len() > 1 && split.len() < 10, "{} filters", split.len());
+        for chunk in &split {
+            let filter = filter(BACKLOG_METRIC, "video-prod", chunk);
+            assert!(filter.len() <= MAX_FILTER, "{} characters", filter.len());
+            assert!(filter.contains(&format!("subscription_id = one_of(\"{}\", ", chunk[0])), "{filter}");
+        }
+        assert_eq!(split.concat(), ids, "every id once, in order");
+        assert_eq!(chunks(BACKLOG_METRIC, "p", &["jobs"]), [vec!["jobs"]]);
     }
 
     fn point(seconds: i64, value: TypedValue) -> Point {

@@ -411,9 +411,21 @@ impl AmqpClient {
     /// A failure of the connection itself, which every queue read on it shares.
     fn connection_error(&self, error: &lapin::Error) -> SourceError {
         let detail = self.secrets.scrub(&error_chain(error));
-        let refused = matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 403);
-        if refused || detail.contains("ACCESS_REFUSED") || mentions_code(&detail, "403") {
+        let code = match error.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+            _ => None,
+        };
+        // NOT_ALLOWED (530) is how the broker refuses a vhost: "access to vhost 'v' refused for user 'u'", or
+        // "vhost v not found".
+        let not_allowed = code == Some(530) || detail.contains("NOT_ALLOWED");
+        if code == Some(403) || detail.contains("ACCESS_REFUSED") || mentions_code(&detail, "403") {
             return SourceError::Denied { what: self.endpoint.clone(), detail };
+        }
+        if not_allowed && detail.contains("refused") {
+            return SourceError::Denied { what: self.endpoint.clone(), detail };
+        }
+        if not_allowed && detail.contains("not found") {
+            return SourceError::NotFound { what: self.endpoint.clone(), detail };
         }
         SourceError::Unreachable { endpoint: self.endpoint.clone(), detail }
     }

@@ -359,3 +359,99 @@ async fn run_batches<C: Batched>(client: Arc<C>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// A broker that answers a batch with the keys it was asked and its batch number, after `delay`.
+    #[derive(Default)]
+    struct Counting {
+        batches: AtomicU32,
+        delay: Duration,
+        batcher: Batcher<Counting>,
+    }
+
+    impl Batched for Counting {
+        type Key = u32;
+        type Answer = (u32, Arc<Vec<u32>>);
+
+        fn batcher(&self) -> &Batcher<Self> {
+            &self.batcher
+        }
+
+        async fn fetch(self: Arc<Self>, keys: Vec<u32>) -> (u32, Arc<Vec<u32>>) {
+            let number = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(self.delay).await;
+            (number, Arc::new(keys))
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_at_the_same_moment_share_one_batch_that_asks_each_key_once() {
+        let broker = Arc::new(Counting::default());
+        let reads = (0..100).map(|i| read(&broker, i % 10));
+        let answers = futures::future::join_all(reads).await;
+        assert_eq!(broker.batches.load(Ordering::SeqCst), 1);
+        for answer in answers {
+            let (batch, keys) = answer.expect("an answer");
+            assert_eq!((batch, keys.len()), (1, 10), "each key asked once");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_batch_left_is_answered_by_a_fresh_one() {
+        let broker = Arc::new(Counting { delay: Duration::from_millis(200), ..Counting::default() });
+        let first = tokio::spawn({
+            let broker = broker.clone();
+            async move { read(&broker, 1).await }
+        });
+        // Joins the batch in flight: it left less than JOIN_LATE ago and asks the same key.
+        tokio::time::sleep(GATHER + JOIN_LATE / 4).await;
+        let joined = read(&broker, 1);
+        // Asks after the batch left longer ago, or for a key it does not ask: the next batch, sent after this read.
+        let late = async {
+            tokio::time::sleep(JOIN_LATE * 2).await;
+            read(&broker, 1).await
+        };
+        let other = read(&broker, 2);
+        let (joined, late, other) = tokio::join!(joined, late, other);
+        assert_eq!(first.await.expect("the first read").expect("an answer").0, 1);
+        assert_eq!(joined.expect("an answer").0, 1, "joined the batch in flight");
+        assert_eq!(late.expect("an answer").0, 2, "waited for a batch sent after it asked");
+        assert_eq!(other.expect("an answer"), (2, Arc::new(vec![2, 1])), "its key was not in the batch in flight");
+        assert_eq!(broker.batches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_batches_end_when_nobody_waits_and_start_again_on_the_next_read() {
+        let broker = Arc::new(Counting::default());
+        assert_eq!(read(&broker, 7).await.expect("an answer").0, 1);
+        tokio::time::sleep(GATHER * 3).await;
+        assert!(!broker.batcher.lock().running, "no task runs without reads");
+        assert_eq!(read(&broker, 7).await.expect("an answer").0, 2);
+    }
+
+    #[tokio::test]
+    async fn one_client_per_key_kept_for_a_while_after_its_last_source() {
+        let clients = Clients::new();
+        let made = AtomicU32::new(0);
+        let make = || {
+            made.fetch_add(1, Ordering::SeqCst);
+            prometheus::ServerClient::new()
+        };
+        let (a, b) =
+            (clients.prometheus("http://p:9090".into(), make), clients.prometheus("http://p:9090".into(), make));
+        let c = clients.prometheus("http://other:9090".into(), make);
+        assert!(Arc::ptr_eq(a.client(), b.client()));
+        assert!(!Arc::ptr_eq(a.client(), c.client()));
+        assert_eq!((made.load(Ordering::SeqCst), clients.open()), (2, 2));
+        drop((a, b, c));
+        // A reload drops the old sources just before it builds the new ones: the client is still there to reuse.
+        let again = clients.prometheus("http://p:9090".into(), make);
+        assert_eq!((made.load(Ordering::SeqCst), clients.open()), (2, 2));
+        drop(again);
+    }
+}

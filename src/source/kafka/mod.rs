@@ -1,15 +1,25 @@
 //! Kafka: the backlog is a consumer group's lag — per partition, log-end offset minus the group's committed
 //! offset, clamped at 0, summed over the topic's partitions.
 //!
-//! **One batch per poll.** A read asks the cluster three things, each in as few round trips as the protocol
-//! allows: the topic's partitions (one Metadata request), the group's committed offsets for all of them (one
-//! OffsetFetch to the group coordinator), and their log-end offsets (one ListOffsets per partition leader,
-//! through `offsets_for_times` with `Offset::End`). Asking per partition (`fetch_watermarks`) costs a round trip
-//! each: seconds for a thousand partitions at a couple of milliseconds of latency, where the batch costs a few.
+//! **One client per cluster, one batch per poll.** Every group read on one cluster with the same settings (brokers,
+//! TLS, SASL, `properties`) shares one librdkafka client, and the reads of all of them that fall in the same moment
+//! (see [`super::shared`]) go out as one batch, each part in as few round trips as the protocol allows: the topics'
+//! partitions (one Metadata request), each group's committed offsets for its partitions (one OffsetFetch per group
+//! to its coordinator, all in flight at once), and the log-end offsets of every partition of every group (one
+//! ListOffsets per partition leader, through `offsets_for_times` with `Offset::End`). Asking per partition
+//! (`fetch_watermarks`) costs a round trip each: seconds for a thousand partitions at a couple of milliseconds of
+//! latency, where the batch costs a few. A failure of the cluster fails the reads of all its groups; a missing
+//! topic, a refused group or a partition without a leader fails only the reads that measure it.
 //!
-//! **The agent never joins the group.** It sets `group.id` — OffsetFetch needs it — but never subscribes, polls for
-//! messages or commits, so measuring the lag can never trigger a rebalance of the workers or move their offsets.
-//! Auto-commit is forced off whatever `properties` say.
+//! **Committed offsets without a client per group.** A consumer's `committed_offsets` asks for its own `group.id`,
+//! fixed when the client is made, and every librdkafka client costs a thread per broker: a client per group would be
+//! a thousand clients for a thousand targets. The shared client has no `group.id`; it asks for each group through
+//! librdkafka's ListConsumerGroupOffsets admin call (FindCoordinator, then the same OffsetFetch), always naming the
+//! partitions (see `groups.rs`, which calls librdkafka directly since the rdkafka crate does not wrap that call).
+//!
+//! **The agent never joins a group.** It never subscribes, polls for messages or commits, so measuring the lag can
+//! never trigger a rebalance of the workers or move their offsets. Auto-commit is forced off whatever `properties`
+//! say.
 //!
 //! **Partitions the group never committed** follow `offsetResetPolicy`, which should match the workers'
 //! `auto.offset.reset`. Under the default, `latest`, what was there when the agent first saw such a partition is no
@@ -29,17 +39,18 @@
 //! duration is learned without configuring it.
 //!
 //! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
-//! topics" is the ListConsumerGroupOffsets admin call; it is not used because it is missing from older brokers and
-//! from librdkafka's mock cluster that the tests run on. Instead a read fetches metadata for all topics, asks one
-//! OffsetFetch for all their partitions, and keeps the topics where the group has any committed offset. On clusters
-//! with very many topics that OffsetFetch is large: name the topic when you can.
+//! topics" is OffsetFetch without a partition list ("all"); it is not used because brokers before 0.10.2 and
+//! librdkafka's mock cluster that the tests run on answer it with nothing. Instead the batch fetches metadata for
+//! all topics, asks the group's OffsetFetch for all their partitions, and keeps the topics where the group has any
+//! committed offset. On clusters with very many topics that OffsetFetch is large: name the topic when you can.
 //!
 //! **Replicas** are capped at the number of partitions measured, since a group gives each partition to one
 //! consumer; see [`lag::Lag::replica_cap`] for `allowIdleConsumers` and `limitToPartitionsWithLag`.
 //!
-//! librdkafka's calls block, so a read runs on tokio's blocking pool, on one client created at the first read and
-//! kept (it reconnects by itself). Its calls get a budget just under the agent's `readTimeout`, so that they end —
-//! and report why — before the agent gives up on the read, and no blocking thread outlives a poll.
+//! librdkafka's calls block, so a batch runs on tokio's blocking pool — one thread per cluster at a time, however
+//! many groups — on the cluster's client, created at the first read and kept (it reconnects by itself). Its calls
+//! get a budget just under the agent's `readTimeout`, so that they end — and report why — before the agent gives up
+//! on the read, and no blocking thread outlives a poll.
 
 mod groups;
 pub mod lag;
