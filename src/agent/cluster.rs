@@ -20,7 +20,7 @@ use super::status::StatusBoard;
 use super::{Clock, LoopSettings, TargetLoop, reload};
 use crate::config::Config;
 use crate::http::{self, Response};
-use crate::source::Source;
+use crate::source::{Clients, Source};
 use crate::target::deployment::{DeploymentTarget, DeploymentWatch};
 use crate::target::other_controllers::OtherControllers;
 
@@ -93,13 +93,21 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
 
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
     board.follow(&leadership);
+    // One client per broker for every target and every reload: a reload that keeps a broker keeps its connection.
+    let clients = Clients::new();
     let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
     let builder = |config: &Config| {
-        let (client, deployments, identity, leadership, others) =
-            (client.clone(), deployments.clone(), identity.clone(), leadership.clone(), others.clone());
+        let (client, deployments, identity, leadership, others, clients) = (
+            client.clone(),
+            deployments.clone(),
+            identity.clone(),
+            leadership.clone(),
+            others.clone(),
+            clients.clone(),
+        );
         let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
         move |target: &crate::config::TargetConfig| {
-            let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout)).collect();
+            let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout, &clients)).collect();
             let deployment = DeploymentTarget::new(
                 client.clone(),
                 deployments.clone(),

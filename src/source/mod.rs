@@ -12,7 +12,10 @@ pub mod kafka;
 pub mod prometheus;
 pub mod pubsub;
 pub mod rabbitmq;
+pub mod shared;
 pub mod sqs;
+
+pub use shared::Clients;
 
 use std::future::Future;
 use std::time::Duration;
@@ -286,8 +289,9 @@ impl<'de> Deserialize<'de> for SourceSpec {
     }
 }
 
-/// A live source, built from its spec; connections open lazily on the first read. Readers that hold a client are
-/// boxed, so the enum stays small whichever queue it is.
+/// A live source, built from its spec; connections open lazily on the first read. A source is a handle onto its
+/// broker's client in [`Clients`], shared with every other source on that broker. Readers are boxed, so the enum
+/// stays small whichever queue it is.
 pub enum Source {
     /// A Kafka consumer group's lag.
     Kafka(Box<kafka::Kafka>),
@@ -306,15 +310,20 @@ pub enum Source {
 }
 
 impl Source {
-    /// The reader for a configured source. Opens nothing yet, so it cannot fail on the network. `read_timeout` is
-    /// the agent's limit on one read, for readers whose blocking calls must end by themselves.
-    pub fn from_kind(kind: &SourceKind, read_timeout: Duration) -> Source {
+    /// The reader for a configured source, on the client `clients` holds for its broker (a new one if it holds
+    /// none yet). Opens nothing yet, so it cannot fail on the network. `read_timeout` is the agent's limit on one
+    /// read, for readers whose blocking calls and batches must end by themselves.
+    pub fn from_kind(kind: &SourceKind, read_timeout: Duration, clients: &Clients) -> Source {
         match kind {
-            SourceKind::Kafka(c) => Source::Kafka(Box::new(kafka::Kafka::new(c.clone(), read_timeout))),
-            SourceKind::RabbitMq(c) => Source::RabbitMq(Box::new(rabbitmq::RabbitMq::new(c.clone()))),
-            SourceKind::Sqs(c) => Source::Sqs(Box::new(sqs::Sqs::new(c.clone()))),
-            SourceKind::Prometheus(c) => Source::Prometheus(Box::new(prometheus::Prometheus::new(c.clone()))),
-            SourceKind::PubSub(c) => Source::PubSub(Box::new(pubsub::PubSub::new(c.clone()))),
+            SourceKind::Kafka(c) => Source::Kafka(Box::new(kafka::Kafka::shared(c.clone(), read_timeout, clients))),
+            SourceKind::RabbitMq(c) => {
+                Source::RabbitMq(Box::new(rabbitmq::RabbitMq::shared(c.clone(), read_timeout, clients)))
+            }
+            SourceKind::Sqs(c) => Source::Sqs(Box::new(sqs::Sqs::shared(c.clone(), clients))),
+            SourceKind::Prometheus(c) => {
+                Source::Prometheus(Box::new(prometheus::Prometheus::shared(c.clone(), clients)))
+            }
+            SourceKind::PubSub(c) => Source::PubSub(Box::new(pubsub::PubSub::shared(c.clone(), read_timeout, clients))),
             SourceKind::Fixed(c) => Source::Fixed(fixed::Fixed::new(c)),
         }
     }

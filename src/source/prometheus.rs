@@ -34,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use tokio::sync::Semaphore;
 
+use super::shared::{self, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
 use crate::config::Problem;
 use crate::redact::{self, Secrets};
@@ -110,14 +112,34 @@ pub struct Prometheus {
     config: Config,
     secrets: Secrets,
     http: reqwest::Client,
+    bound: Shared<ServerClient>,
     /// The last value read and when it was first read.
     last: Mutex<Option<(f64, Instant)>>,
+}
+
+/// One Prometheus server, as every query sent there shares it: the agent's one HTTP client, and a bound on the
+/// queries in flight. Prometheus answers one query per request, so each source costs a request, at most
+/// [`CONCURRENT_READS`](shared::CONCURRENT_READS) at once.
+pub(crate) struct ServerClient {
+    reads: Semaphore,
+}
+
+impl ServerClient {
+    pub(crate) fn new() -> ServerClient {
+        ServerClient { reads: Semaphore::new(shared::CONCURRENT_READS) }
+    }
 }
 
 impl Prometheus {
     /// A reader for `config`; nothing is contacted until the first read.
     pub fn new(config: Config) -> Prometheus {
-        Prometheus { secrets: config.secrets(), config, http: crate::outbound::client(), last: Mutex::new(None) }
+        Prometheus::shared(config, &Clients::new())
+    }
+
+    /// A reader for `config` whose queries share the bound `clients` holds for its server.
+    pub fn shared(config: Config, clients: &Clients) -> Prometheus {
+        let bound = clients.prometheus(config.url.clone(), ServerClient::new);
+        Prometheus { secrets: config.secrets(), config, http: crate::outbound::client(), bound, last: Mutex::new(None) }
     }
 
     /// How long `value` has been the answer, if it was the answer before (up to [`SAME_VALUE_AT_MOST`]).
@@ -188,6 +210,10 @@ impl Prometheus {
             secrets.add(token.as_str());
             request = request.bearer_auth(token);
         }
+        let _permit = self.bound.reads.acquire().await.map_err(|e| SourceError::Protocol {
+            endpoint: self.server(),
+            detail: format!("the read bound is closed: {e}"),
+        })?;
         let response = request.send().await.map_err(|e| SourceError::Unreachable {
             endpoint: self.server(),
             detail: secrets.scrub(&error_chain(&e)),

@@ -2,16 +2,25 @@
 //!
 //! Pub/Sub itself has no call that says how many messages wait in a subscription; Cloud Monitoring does, with
 //! `pubsub.googleapis.com/subscription/num_undelivered_messages`, the metric the Kubernetes HPA and KEDA scale on.
-//! Each read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
+//! A read asks `MetricService::list_time_series` (REST: `GET /v3/projects/P/timeSeries`) for that metric and for
 //! `oldest_unacked_message_age`, filtered by `resource.labels.project_id` and `resource.labels.subscription_id`,
 //! over a window of twice `maxStaleness`, and keeps the newest point of each. The project is in the filter as well
 //! as in the path because a project whose metrics scope covers other projects answers for all of them: without it, a
 //! same-named subscription elsewhere could be read.
 //!
+//! **One request per project and metric for all subscriptions.** Every subscription read through one Monitoring
+//! endpoint shares its client, and the reads that fall in the same moment (see [`super::shared`]) are asked
+//! together: per project, one `list_time_series` per metric whose filter names them all
+//! (`resource.labels.subscription_id = one_of("a", "b", …)`), over the longest window any of them asks; each reader
+//! then keeps the points of its own subscription within its own window. A filter travels in the URL, so past
+//! [`MAX_FILTER`] characters of ids the subscriptions are split over several requests.
+//!
 //! **Idle subscriptions have no points.** Cloud Monitoring writes none for a subscription that has nothing to
 //! report, so "no point" means either an idle subscription (backlog 0) or a deleted or misspelt one. The reader asks
-//! the Pub/Sub API (`SubscriptionAdmin::get_subscription`, at `pubsubEndpoint`) which: an existing subscription
-//! reads 0, a missing one fails the read. The same goes for a newest point that is stale and says 0 — the
+//! the Pub/Sub API (at `pubsubEndpoint`) which, through the list of the project's subscriptions
+//! (`SubscriptionAdmin::list_subscriptions`, one listing per project per poll for every quiet subscription, where a
+//! `get_subscription` each would soon meet the API's quota on administrative calls): an existing subscription reads
+//! 0, a missing one fails the read. The same goes for a newest point that is stale and says 0 — the
 //! subscription emptied and went quiet; a stale point with messages in it stays a failed read.
 //!
 //! Pub/Sub samples these metrics every 60 s and they reach Monitoring minutes late, so every reading carries its
@@ -23,9 +32,11 @@
 //! elsewhere). An `endpoint` written as plain `http://` gets anonymous credentials instead: a bearer token must never
 //! travel in clear text, and that is also how tests reach a local fake of the API without Google credentials.
 //!
-//! The client is built on the first read and kept. It never retries on its own: the agent polls again soon, and a
-//! retry loop inside one read would only turn a clear error into a timeout.
+//! The clients are built on the first read and kept. They never retry on their own: the agent polls again soon, and
+//! a retry loop inside one read would only turn a clear error into a timeout.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use google_cloud_auth::credentials::anonymous;
@@ -39,6 +50,7 @@ use google_cloud_wkt::Timestamp;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
+use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
 use crate::config::Problem;
 use crate::redact::{self, Secrets};
@@ -205,12 +217,17 @@ fn project_id_problem(project: &str) -> Option<&'static str> {
     }
 }
 
-/// The Monitoring filter that selects one metric of one subscription of one project.
-fn filter(metric: &str, subscription: &Subscription) -> String {
+/// The Monitoring filter that selects one metric of the subscriptions `ids` of one project: `= "id"` for one,
+/// `= one_of("a", "b")` for several (the filter syntax's `one_of`). Ids hold no quotes or backslashes
+/// ([`subscription_id_problem`]), so they need no escaping.
+fn filter(metric: &str, project: &str, ids: &[&str]) -> String {
+    let subscriptions = match ids {
+        [id] => format!("\"{id}\""),
+        ids => format!("one_of({})", ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ")),
+    };
     format!(
         "metric.type = \"{metric}\" AND resource.type = \"pubsub_subscription\" AND resource.labels.project_id = \
-         \"{}\" AND resource.labels.subscription_id = \"{}\"",
-        subscription.project, subscription.id
+         \"{project}\" AND resource.labels.subscription_id = {subscriptions}"
     )
 }
 
@@ -254,117 +271,366 @@ enum Api {
     PubSub,
 }
 
-/// A Pub/Sub subscription's backlog reader.
-pub struct PubSub {
-    config: Config,
-    secrets: Secrets,
-    client: OnceCell<MetricService>,
-    admin: OnceCell<SubscriptionAdmin>,
+/// A call to a Google API that failed, as much of it as a reading's error needs (a batch's error is every reader's).
+#[derive(Debug, Clone)]
+pub(crate) struct CallFailure {
+    code: Option<Code>,
+    http: Option<u16>,
+    authentication: bool,
+    transport: bool,
+    detail: String,
 }
 
-impl PubSub {
-    /// A reader for `config`; the clients are built on first use.
-    pub fn new(config: Config) -> PubSub {
-        PubSub { secrets: config.secrets(), config, client: OnceCell::new(), admin: OnceCell::new() }
-    }
-
-    fn endpoint(&self) -> String {
-        redact::url(self.config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT))
-    }
-
-    fn pubsub_endpoint(&self) -> String {
-        redact::url(self.config.pubsub_endpoint.as_deref().unwrap_or(DEFAULT_PUBSUB_ENDPOINT))
-    }
-
-    /// Whether the subscription exists, from the Pub/Sub API.
-    async fn exists(&self, subscription: &Subscription) -> Result<bool, SourceError> {
-        let admin = self
-            .admin
-            .get_or_try_init(|| async {
-                let mut builder = SubscriptionAdmin::builder().with_retry_policy(NeverRetry);
-                if let Some(endpoint) = &self.config.pubsub_endpoint {
-                    builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
-                    if endpoint.starts_with("http://") {
-                        builder = builder.with_credentials(anonymous::Builder::new().build());
-                    }
-                }
-                builder.build().await.map_err(|e| self.client_build_error(&e, self.pubsub_endpoint()))
-            })
-            .await?;
-        let name = format!("projects/{}/subscriptions/{}", subscription.project, subscription.id);
-        match admin.get_subscription().set_subscription(name).send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.status().is_some_and(|s| s.code == Code::NotFound) => Ok(false),
-            Err(error) => Err(self.classify(&error, subscription, Api::PubSub)),
+impl CallFailure {
+    fn of(error: &google_cloud_gax::error::Error, secrets: &Secrets) -> CallFailure {
+        CallFailure {
+            code: error.status().map(|s| s.code),
+            http: error.http_status_code(),
+            authentication: error.is_authentication(),
+            transport: error.is_connect() || error.is_io() || error.is_timeout(),
+            detail: secrets.scrub(&error_chain(error)),
         }
     }
+}
 
-    fn client_build_error(&self, error: &google_cloud_gax::client_builder::Error, endpoint: String) -> SourceError {
-        let detail = self.secrets.scrub(&error_chain(error));
-        if error.is_default_credentials() {
-            SourceError::Denied { what: "Application Default Credentials".into(), detail }
-        } else {
-            SourceError::Unreachable { endpoint, detail }
-        }
-    }
+/// Why a batch has no answer for a project.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The client could not be built; the same error for every subscription.
+    Client(SourceError),
+    /// A call failed.
+    Call(CallFailure),
+}
 
+/// The Monitoring series of one subscription, per metric.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SubscriptionSeries {
+    backlog: Vec<TimeSeries>,
+    oldest: Vec<TimeSeries>,
+}
+
+/// What one reader asks the Monitoring batch: a subscription, over its window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SeriesKey {
+    project: String,
+    id: String,
+    window: Duration,
+}
+
+/// One Monitoring batch: when it asked, and per project the series of every subscription asked, or why not.
+pub(crate) struct SeriesAnswer {
+    now: SystemTime,
+    projects: HashMap<String, Result<HashMap<String, SubscriptionSeries>, Failure>>,
+}
+
+/// The longest filter one `list_time_series` carries: the filter travels in the URL of a GET, which front ends cap
+/// at a few kilobytes once percent-encoded. Subscriptions beyond it go into further requests.
+const MAX_FILTER: usize = 6_000;
+
+/// One Cloud Monitoring endpoint, shared by every subscription read through it: one client, built on the first
+/// read, and one batch per poll — per project, one `list_time_series` per metric for all its subscriptions (more
+/// only when their ids exceed [`MAX_FILTER`]).
+pub(crate) struct MonitoringClient {
+    endpoint: Option<String>,
+    shown: String,
+    secrets: Secrets,
+    read_timeout: Duration,
+    client: OnceCell<MetricService>,
+    batcher: Batcher<MonitoringClient>,
+}
+
+impl MonitoringClient {
     async fn client(&self) -> Result<&MetricService, SourceError> {
         self.client
             .get_or_try_init(|| async {
                 let mut builder = MetricService::builder().with_retry_policy(NeverRetry);
-                if let Some(endpoint) = &self.config.endpoint {
+                if let Some(endpoint) = &self.endpoint {
                     builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
                     if endpoint.starts_with("http://") {
                         builder = builder.with_credentials(anonymous::Builder::new().build());
                     }
                 }
-                builder.build().await.map_err(|e| self.client_build_error(&e, self.endpoint()))
+                builder.build().await.map_err(|e| client_build_error(&e, &self.secrets, self.shown.clone()))
             })
             .await
     }
 
-    /// The newest point of `metric` for the subscription within the window that ends `now`.
-    async fn newest(
+    /// The series of `metric` for the subscriptions `ids` of `project`, from `start` to `now`, by subscription id.
+    async fn series(
         &self,
         client: &MetricService,
-        subscription: &Subscription,
-        metric: &str,
-        now: SystemTime,
-    ) -> Result<Option<Sample>, SourceError> {
-        let start = now.checked_sub(self.config.window()).unwrap_or(SystemTime::UNIX_EPOCH);
+        project: &str,
+        metric: &'static str,
+        ids: &[&str],
+        (start, now): (SystemTime, SystemTime),
+    ) -> Result<Vec<(&'static str, TimeSeries)>, CallFailure> {
         let mut pages = client
             .list_time_series()
-            .set_name(format!("projects/{}", subscription.project))
-            .set_filter(filter(metric, subscription))
+            .set_name(format!("projects/{project}"))
+            .set_filter(filter(metric, project, ids))
             .set_interval(TimeInterval::new().set_start_time(timestamp(start)).set_end_time(timestamp(now)))
             .by_page();
         let mut series = Vec::new();
         while let Some(page) = pages.next().await {
-            series.extend(page.map_err(|e| self.classify(&e, subscription, Api::Monitoring))?.time_series);
+            let page = page.map_err(|e| CallFailure::of(&e, &self.secrets))?;
+            series.extend(page.time_series.into_iter().map(|s| (metric, s)));
         }
-        newest_sample(&series).map_err(|detail| SourceError::Protocol { endpoint: self.endpoint(), detail })
+        Ok(series)
+    }
+
+    async fn project(
+        &self,
+        client: &MetricService,
+        project: &str,
+        asked: &BTreeMap<&str, Duration>,
+        now: SystemTime,
+    ) -> Result<HashMap<String, SubscriptionSeries>, Failure> {
+        let window = asked.values().copied().max().unwrap_or_default();
+        let start = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+        let ids: Vec<&str> = asked.keys().copied().collect();
+        let calls: Vec<_> = [BACKLOG_METRIC, OLDEST_AGE_METRIC]
+            .into_iter()
+            .flat_map(|metric| chunks(metric, project, &ids).into_iter().map(move |ids| (metric, ids)))
+            .map(|(metric, ids)| async move { self.series(client, project, metric, &ids, (start, now)).await })
+            .collect();
+        let mut by_id: HashMap<String, SubscriptionSeries> = HashMap::new();
+        for answer in futures::future::join_all(calls).await {
+            for (metric, series) in answer.map_err(Failure::Call)? {
+                let labels = series.resource.as_ref().map(|r| &r.labels);
+                let label = |name: &str| labels.and_then(|l| l.get(name)).cloned().unwrap_or_default();
+                if label("project_id") != project {
+                    continue;
+                }
+                let of = by_id.entry(label("subscription_id")).or_default();
+                match metric {
+                    BACKLOG_METRIC => of.backlog.push(series),
+                    _ => of.oldest.push(series),
+                }
+            }
+        }
+        Ok(by_id)
+    }
+}
+
+impl Batched for MonitoringClient {
+    type Key = SeriesKey;
+    type Answer = Arc<SeriesAnswer>;
+
+    fn batcher(&self) -> &Batcher<Self> {
+        &self.batcher
+    }
+
+    async fn fetch(self: Arc<Self>, keys: Vec<SeriesKey>) -> Arc<SeriesAnswer> {
+        let this = &*self;
+        let now = SystemTime::now();
+        let mut projects: BTreeMap<&str, BTreeMap<&str, Duration>> = BTreeMap::new();
+        for key in &keys {
+            let window = projects.entry(&key.project).or_default().entry(&key.id).or_default();
+            *window = (*window).max(key.window);
+        }
+        let answers = match this.client().await {
+            Err(error) => projects.keys().map(|p| (p.to_string(), Err(Failure::Client(error.clone())))).collect(),
+            Ok(client) => {
+                let asked = projects.iter().map(|(project, ids)| async move {
+                    let answer = tokio::time::timeout(this.read_timeout, this.project(client, project, ids, now)).await;
+                    let answer = answer.unwrap_or(Err(Failure::Client(SourceError::Timeout(this.read_timeout))));
+                    (project.to_string(), answer)
+                });
+                futures::future::join_all(asked).await.into_iter().collect()
+            }
+        };
+        Arc::new(SeriesAnswer { now, projects: answers })
+    }
+}
+
+/// The ids of `ids` that fit one filter each, in as few filters as [`MAX_FILTER`] allows.
+fn chunks<'a>(metric: &str, project: &str, ids: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let fixed = filter(metric, project, &[]).len();
+    let mut chunks: Vec<Vec<&str>> = Vec::new();
+    let mut length = fixed;
+    for id in ids {
+        let cost = id.len() + 4;
+        match chunks.last_mut() {
+            Some(chunk) if length + cost <= MAX_FILTER => chunk.push(id),
+            _ => {
+                chunks.push(vec![id]);
+                length = fixed;
+            }
+        }
+        length += cost;
+    }
+    chunks
+}
+
+/// One Pub/Sub API endpoint, shared by every subscription read through it: asked which subscriptions exist when
+/// Monitoring has nothing recent to say about some, with one listing per project per poll for all of them.
+pub(crate) struct AdminClient {
+    endpoint: Option<String>,
+    shown: String,
+    secrets: Secrets,
+    read_timeout: Duration,
+    admin: OnceCell<SubscriptionAdmin>,
+    batcher: Batcher<AdminClient>,
+}
+
+impl AdminClient {
+    async fn admin(&self) -> Result<&SubscriptionAdmin, SourceError> {
+        self.admin
+            .get_or_try_init(|| async {
+                let mut builder = SubscriptionAdmin::builder().with_retry_policy(NeverRetry);
+                if let Some(endpoint) = &self.endpoint {
+                    builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+                    if endpoint.starts_with("http://") {
+                        builder = builder.with_credentials(anonymous::Builder::new().build());
+                    }
+                }
+                builder.build().await.map_err(|e| client_build_error(&e, &self.secrets, self.shown.clone()))
+            })
+            .await
+    }
+
+    /// The full names of every subscription of `project`.
+    async fn subscriptions(&self, admin: &SubscriptionAdmin, project: &str) -> Result<HashSet<String>, Failure> {
+        let mut pages =
+            admin.list_subscriptions().set_project(format!("projects/{project}")).set_page_size(1000).by_page();
+        let mut names = HashSet::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Failure::Call(CallFailure::of(&e, &self.secrets)))?;
+            names.extend(page.subscriptions.into_iter().map(|s| s.name));
+        }
+        Ok(names)
+    }
+}
+
+impl Batched for AdminClient {
+    type Key = String;
+    type Answer = Arc<HashMap<String, Result<HashSet<String>, Failure>>>;
+
+    fn batcher(&self) -> &Batcher<Self> {
+        &self.batcher
+    }
+
+    async fn fetch(self: Arc<Self>, projects: Vec<String>) -> Self::Answer {
+        let this = &*self;
+        let answers = match this.admin().await {
+            Err(error) => projects.into_iter().map(|p| (p, Err(Failure::Client(error.clone())))).collect(),
+            Ok(admin) => {
+                let asked = projects.into_iter().map(|project| async move {
+                    let listed = tokio::time::timeout(this.read_timeout, this.subscriptions(admin, &project)).await;
+                    let listed = listed.unwrap_or(Err(Failure::Client(SourceError::Timeout(this.read_timeout))));
+                    (project, listed)
+                });
+                futures::future::join_all(asked).await.into_iter().collect()
+            }
+        };
+        Arc::new(answers)
+    }
+}
+
+fn client_build_error(
+    error: &google_cloud_gax::client_builder::Error,
+    secrets: &Secrets,
+    endpoint: String,
+) -> SourceError {
+    let detail = secrets.scrub(&error_chain(error));
+    if error.is_default_credentials() {
+        SourceError::Denied { what: "Application Default Credentials".into(), detail }
+    } else {
+        SourceError::Unreachable { endpoint, detail }
+    }
+}
+
+/// A Pub/Sub subscription's backlog reader: handles onto the Monitoring and Pub/Sub clients of its endpoints, shared
+/// with every other subscription read through them.
+pub struct PubSub {
+    config: Config,
+    monitoring: Shared<MonitoringClient>,
+    admin: Shared<AdminClient>,
+}
+
+/// The read timeout of a reader made without the agent's: the agent's default `readTimeout`.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PubSub {
+    /// A reader for `config` with clients of its own, built on first use.
+    pub fn new(config: Config) -> PubSub {
+        PubSub::shared(config, DEFAULT_READ_TIMEOUT, &Clients::new())
+    }
+
+    /// A reader for `config` on the clients `clients` holds for its endpoints, or new ones; they are built on first
+    /// use. `read_timeout` bounds one batch.
+    pub fn shared(config: Config, read_timeout: Duration, clients: &Clients) -> PubSub {
+        let secrets = config.secrets();
+        let endpoint = config.endpoint.clone();
+        let monitoring = clients.monitoring(format!("{endpoint:?}\n{read_timeout:?}"), || MonitoringClient {
+            shown: redact::url(endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT)),
+            endpoint,
+            secrets: secrets.clone(),
+            read_timeout,
+            client: OnceCell::new(),
+            batcher: Batcher::default(),
+        });
+        let endpoint = config.pubsub_endpoint.clone();
+        let admin = clients.pubsub_admin(format!("{endpoint:?}\n{read_timeout:?}"), || AdminClient {
+            shown: redact::url(endpoint.as_deref().unwrap_or(DEFAULT_PUBSUB_ENDPOINT)),
+            endpoint,
+            secrets,
+            read_timeout,
+            admin: OnceCell::new(),
+            batcher: Batcher::default(),
+        });
+        PubSub { config, monitoring, admin }
+    }
+
+    fn endpoint(&self) -> String {
+        self.monitoring.shown.clone()
+    }
+
+    fn pubsub_endpoint(&self) -> String {
+        self.admin.shown.clone()
+    }
+
+    /// Whether the subscription exists, from the Pub/Sub API's list of the project's subscriptions.
+    async fn exists(&self, subscription: &Subscription) -> Result<bool, SourceError> {
+        let answer = shared::read(self.admin.client(), subscription.project.clone()).await.ok_or_else(|| {
+            SourceError::Protocol { endpoint: self.pubsub_endpoint(), detail: "the read stopped".into() }
+        })?;
+        match answer.get(&subscription.project) {
+            Some(Ok(names)) => {
+                Ok(names.contains(&format!("projects/{}/subscriptions/{}", subscription.project, subscription.id)))
+            }
+            Some(Err(failure)) => Err(self.failed(failure, subscription, Api::PubSub)),
+            None => Err(SourceError::Protocol {
+                endpoint: self.pubsub_endpoint(),
+                detail: "the batch had no answer for this project".into(),
+            }),
+        }
+    }
+
+    fn failed(&self, failure: &Failure, subscription: &Subscription, api: Api) -> SourceError {
+        match failure {
+            Failure::Client(error) => error.clone(),
+            Failure::Call(call) => self.classify(call, subscription, api),
+        }
     }
 
     /// A failed call to `api` (Cloud Monitoring or the Pub/Sub API, at `endpoint`) as a [`SourceError`].
-    fn classify(&self, error: &google_cloud_gax::error::Error, subscription: &Subscription, api: Api) -> SourceError {
-        let detail = self.secrets.scrub(&error_chain(error));
+    fn classify(&self, failure: &CallFailure, subscription: &Subscription, api: Api) -> SourceError {
+        let detail = failure.detail.clone();
         let (name, endpoint) = match api {
             Api::Monitoring => ("Cloud Monitoring", self.endpoint()),
             Api::PubSub => ("the Pub/Sub API", self.pubsub_endpoint()),
         };
-        let code = error.status().map(|s| s.code);
-        match (code, error.http_status_code()) {
+        match (failure.code, failure.http) {
             (Some(Code::PermissionDenied | Code::Unauthenticated), _) | (_, Some(401 | 403)) => {
                 SourceError::Denied { what: format!("project `{}` in {name}", subscription.project), detail }
             }
             (Some(Code::NotFound), _) | (_, Some(404)) => {
                 SourceError::NotFound { what: format!("project `{}` in {name}", subscription.project), detail }
             }
-            _ if error.is_authentication() => SourceError::Denied { what: format!("credentials for {name}"), detail },
+            _ if failure.authentication => SourceError::Denied { what: format!("credentials for {name}"), detail },
             (Some(Code::Unavailable), _) | (_, Some(503)) => SourceError::Unreachable { endpoint, detail },
-            _ if error.is_connect() || error.is_io() || error.is_timeout() => {
-                SourceError::Unreachable { endpoint, detail }
-            }
+            _ if failure.transport => SourceError::Unreachable { endpoint, detail },
             _ => SourceError::Protocol { endpoint, detail },
         }
     }
@@ -376,12 +642,33 @@ impl ReadBacklog for PubSub {
             what: format!("subscription `{}`", self.config.subscription),
             detail: problem.message,
         })?;
-        let client = self.client().await?;
-        let now = SystemTime::now();
-        let (backlog, oldest) = tokio::try_join!(
-            self.newest(client, &subscription, BACKLOG_METRIC, now),
-            self.newest(client, &subscription, OLDEST_AGE_METRIC, now),
-        )?;
+        let key = SeriesKey {
+            project: subscription.project.clone(),
+            id: subscription.id.clone(),
+            window: self.config.window(),
+        };
+        let answer = shared::read(self.monitoring.client(), key)
+            .await
+            .ok_or_else(|| SourceError::Protocol { endpoint: self.endpoint(), detail: "the read stopped".into() })?;
+        let now = answer.now;
+        let series = match answer.projects.get(&subscription.project) {
+            Some(Ok(by_id)) => by_id.get(&subscription.id).cloned().unwrap_or_default(),
+            Some(Err(failure)) => return Err(self.failed(failure, &subscription, Api::Monitoring)),
+            None => {
+                return Err(SourceError::Protocol {
+                    endpoint: self.endpoint(),
+                    detail: "the batch had no answer for this project".into(),
+                });
+            }
+        };
+        // The batch looks as far back as the longest window asked; this subscription's own window ends the series.
+        let start = now.checked_sub(self.config.window()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let newest = |series: &[TimeSeries]| -> Result<Option<Sample>, SourceError> {
+            let newest =
+                newest_sample(series).map_err(|detail| SourceError::Protocol { endpoint: self.endpoint(), detail })?;
+            Ok(newest.filter(|sample| sample.end > start))
+        };
+        let (backlog, oldest) = (newest(&series.backlog)?, newest(&series.oldest)?);
         let max = self.config.max_staleness;
         let age_at = |sample: &Sample| now.duration_since(sample.end).unwrap_or_default();
         let quiet = match backlog {
@@ -496,11 +783,26 @@ mod tests {
     fn the_filter_selects_one_metric_of_one_subscription_of_one_project() {
         let jobs = Subscription { project: "video-prod".into(), id: "jobs".into() };
         assert_eq!(
-            filter(BACKLOG_METRIC, &jobs),
+            filter(BACKLOG_METRIC, &jobs.project, &[&jobs.id]),
             "metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type = \
              \"pubsub_subscription\" AND resource.labels.project_id = \"video-prod\" AND \
              resource.labels.subscription_id = \"jobs\""
         );
+    }
+
+    #[test]
+    fn many_subscriptions_split_over_filters_no_longer_than_the_limit() {
+        let names: Vec<String> = (0..1_000).map(|i| format!("transcoder-subscription-{i:04}")).collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let split = chunks(BACKLOG_METRIC, "video-prod", &ids);
+        assert!(split.len() > 1 && split.len() < 10, "{} filters", split.len());
+        for chunk in &split {
+            let filter = filter(BACKLOG_METRIC, "video-prod", chunk);
+            assert!(filter.len() <= MAX_FILTER, "{} characters", filter.len());
+            assert!(filter.contains(&format!("subscription_id = one_of(\"{}\", ", chunk[0])), "{filter}");
+        }
+        assert_eq!(split.concat(), ids, "every id once, in order");
+        assert_eq!(chunks(BACKLOG_METRIC, "p", &["jobs"]), [vec!["jobs"]]);
     }
 
     fn point(seconds: i64, value: TypedValue) -> Point {

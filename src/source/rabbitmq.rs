@@ -4,21 +4,31 @@
 //!
 //! * **AMQP** (default): a passive `queue.declare` returns the number of *ready* messages. Cheap and needs only the
 //!   AMQP port, but messages that workers hold unacknowledged are invisible, so a busy fleet looks idle.
-//! * **Management API** (`managementUrl` set): `GET /api/queues/VHOST/QUEUE` gives ready *and* unacknowledged
-//!   messages (the backlog counts both unless `excludeUnacknowledged`) plus the publish rate, which the latency mode
-//!   uses as the arrival rate. RabbitMQ refreshes these numbers every few seconds (`collect_statistics_interval`).
+//! * **Management API** (`managementUrl` set): `GET /api/queues/VHOST` gives ready *and* unacknowledged messages
+//!   (the backlog counts both unless `excludeUnacknowledged`) plus the publish rate, which the latency mode uses as
+//!   the arrival rate. RabbitMQ refreshes these numbers every few seconds (`collect_statistics_interval`).
 //!
-//! The AMQP connection is opened on the first read and kept; any error drops it so the next poll reconnects.
+//! **One client per broker.** Every queue read over AMQP on the same URL (host, port, user, password, vhost and
+//! options) shares one connection, opened on the first read, with [`CHANNELS`] channels; a declare has a channel to
+//! itself, because a failed passive declare (a missing queue, access refused) closes its channel — only that read
+//! fails, never its neighbours'. A connection that breaks is opened again by the first read after the break, once
+//! for all its queues. Every queue read through the same management API, user and vhost is answered by one
+//! `GET /api/queues/VHOST?columns=…` per poll for the whole vhost (see [`super::shared`]): a queue the list does not
+//! hold is not found, a refusal is every such queue's.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use tokio::sync::Semaphore;
 
+use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
 use crate::config::Problem;
 use crate::redact::{self, Secrets};
@@ -104,36 +114,91 @@ impl Config {
     }
 }
 
-/// A RabbitMQ queue's backlog reader.
+/// A RabbitMQ queue's backlog reader: a handle onto the client of its broker, shared with every other queue read
+/// there.
 pub struct RabbitMq {
     config: Config,
     secrets: Secrets,
-    channel: Mutex<Option<(Connection, Channel)>>,
-    http: reqwest::Client,
+    access: Access,
 }
 
+/// How a reader reaches its queue.
+enum Access {
+    /// Passive declares on the broker's shared AMQP connection.
+    Amqp(Shared<AmqpClient>),
+    /// The management API's list of the vhost's queues, one request per poll for all of them.
+    Management(Shared<ManagementClient>),
+    /// `url` does not parse, so the management API's vhost is unknown; every read says why.
+    Unparsable(SourceError),
+}
+
+/// The read timeout of a reader made without the agent's: the agent's default `readTimeout`.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl RabbitMq {
-    /// A reader for `config`; connects on the first read.
+    /// A reader for `config` with a client of its own; connects on the first read.
     pub fn new(config: Config) -> RabbitMq {
-        RabbitMq { secrets: config.secrets(), config, channel: Mutex::new(None), http: crate::outbound::client() }
+        RabbitMq::shared(config, DEFAULT_READ_TIMEOUT, &Clients::new())
+    }
+
+    /// A reader for `config` on the broker client `clients` holds for its URL (or a new one); nothing is contacted
+    /// until the first read. `read_timeout` bounds a connect and a management API request.
+    pub fn shared(config: Config, read_timeout: Duration, clients: &Clients) -> RabbitMq {
+        let secrets = config.secrets();
+        let access = match &config.management_url {
+            None => {
+                let key = format!("{}\n{read_timeout:?}", amqp_key(&config.url));
+                let url = config.url.clone();
+                Access::Amqp(clients.amqp(key, || AmqpClient::new(url, secrets.clone(), read_timeout)))
+            }
+            Some(base) => match AMQPUri::from_str(&config.url) {
+                Err(e) => Access::Unparsable(SourceError::Protocol {
+                    endpoint: redact::url(&config.url),
+                    detail: secrets.scrub(&e),
+                }),
+                Ok(amqp) => {
+                    let (base_url, credentials) = split_userinfo(base);
+                    let (user, password) =
+                        credentials.unwrap_or((amqp.authority.userinfo.username, amqp.authority.userinfo.password));
+                    let url = format!(
+                        "{}/api/queues/{}?columns={COLUMNS}&msg_rates_age=60&msg_rates_incr=5",
+                        base_url.trim_end_matches('/'),
+                        encode_segment(&amqp.vhost)
+                    );
+                    let key = format!("{url}\n{user}\n{password}\n{read_timeout:?}");
+                    let management = ManagementClient {
+                        url,
+                        user,
+                        password,
+                        shown: redact::url(base),
+                        vhost: amqp.vhost,
+                        secrets: secrets.clone(),
+                        read_timeout,
+                        http: crate::outbound::client(),
+                        batcher: Batcher::default(),
+                    };
+                    Access::Management(clients.management(key, || management))
+                }
+            },
+        };
+        RabbitMq { config, secrets, access }
     }
 
     fn endpoint(&self) -> String {
         redact::url(&self.config.url)
     }
 
-    async fn read_amqp(&self) -> Result<Reading, SourceError> {
-        let mut held = self.channel.lock().await;
-        if !held.as_ref().is_some_and(|(_, channel)| channel.status().connected()) {
-            *held = None;
-            let connection = Connection::connect(&self.config.url, ConnectionProperties::default())
-                .await
-                .map_err(|e| self.classify(&e))?;
-            let channel = connection.create_channel().await.map_err(|e| self.classify(&e))?;
-            *held = Some((connection, channel));
-        }
-        let Some((_, channel)) = held.as_ref() else {
-            unreachable!("a channel was just opened");
+    async fn read_amqp(&self, client: &AmqpClient) -> Result<Reading, SourceError> {
+        let asked = Instant::now();
+        // One declare per channel at a time: a failed passive declare closes its channel, and with it anything else
+        // waiting on that channel, so a missing queue must never share one with its neighbours' reads.
+        let _permit = client.channels.acquire().await.map_err(|e| SourceError::Protocol {
+            endpoint: self.endpoint(),
+            detail: format!("the channel pool is closed: {e}"),
+        })?;
+        let channel = match client.idle_channel() {
+            Some(channel) => channel,
+            None => client.open_channel(asked).await?,
         };
         let declared = channel
             .queue_declare(
@@ -143,12 +208,12 @@ impl RabbitMq {
             )
             .await;
         match declared {
-            Ok(queue) => Ok(Reading { backlog: f64::from(queue.message_count()), ..Reading::default() }),
-            Err(e) => {
-                // A failed passive declare closes the channel; start clean next time.
-                *held = None;
-                Err(self.classify(&e))
+            Ok(queue) => {
+                client.give_back(channel);
+                Ok(Reading { backlog: f64::from(queue.message_count()), ..Reading::default() })
             }
+            // A failed passive declare closes the channel (dropped here); the next read takes or opens another.
+            Err(e) => Err(self.classify(&e)),
         }
     }
 
@@ -172,43 +237,41 @@ impl RabbitMq {
         SourceError::Unreachable { endpoint: self.endpoint(), detail }
     }
 
-    async fn read_management(&self, base: &str) -> Result<Reading, SourceError> {
-        let amqp = AMQPUri::from_str(&self.config.url)
-            .map_err(|e| SourceError::Protocol { endpoint: self.endpoint(), detail: self.secrets.scrub(&e) })?;
-        let management = redact::url(base);
-        let (base_url, credentials) = split_userinfo(base);
-        let (user, password) =
-            credentials.unwrap_or((amqp.authority.userinfo.username, amqp.authority.userinfo.password));
-        let url = format!(
-            "{}/api/queues/{}/{}?msg_rates_age=60&msg_rates_incr=5",
-            base_url.trim_end_matches('/'),
-            encode_segment(&amqp.vhost),
-            encode_segment(&self.config.queue)
-        );
-        let unreachable = |e: reqwest::Error| SourceError::Unreachable {
+    async fn read_management(&self, client: &Arc<ManagementClient>) -> Result<Reading, SourceError> {
+        let management = client.shown.clone();
+        let queue = || format!("queue `{}` in vhost `{}` at {management}", self.config.queue, client.vhost);
+        let answer = shared::read(client, ()).await.ok_or_else(|| SourceError::Protocol {
             endpoint: management.clone(),
-            detail: self.secrets.scrub(&error_chain(&e)),
-        };
-        let response = self.http.get(&url).basic_auth(user, Some(password)).send().await.map_err(unreachable)?;
-        let status = response.status();
-        let queue = || format!("queue `{}` in vhost `{}` at {management}", self.config.queue, amqp.vhost);
-        match status.as_u16() {
-            200 => {}
-            404 => {
+            detail: "the read stopped with the agent".into(),
+        })?;
+        let queues = match answer.as_ref() {
+            Ok(queues) => queues,
+            Err(ListFailure::Unreachable(detail)) => {
+                return Err(SourceError::Unreachable { endpoint: management.clone(), detail: detail.clone() });
+            }
+            Err(ListFailure::Status(404)) => {
                 return Err(SourceError::NotFound { what: queue(), detail: "HTTP 404".into() });
             }
-            401 | 403 => {
-                return Err(SourceError::Denied { what: queue(), detail: format!("HTTP {status}") });
+            Err(ListFailure::Status(status @ (401 | 403))) => {
+                return Err(SourceError::Denied { what: queue(), detail: format!("HTTP {}", http_status(*status)) });
             }
-            _ => {
-                return Err(SourceError::Protocol { endpoint: management.clone(), detail: format!("HTTP {status}") });
+            Err(ListFailure::Status(status)) => {
+                return Err(SourceError::Protocol {
+                    endpoint: management.clone(),
+                    detail: format!("HTTP {}", http_status(*status)),
+                });
             }
-        }
-        let stats: QueueStats = response.json().await.map_err(|e| SourceError::Protocol {
-            endpoint: management.clone(),
-            detail: self.secrets.scrub(&error_chain(&e)),
-        })?;
-        self.reading(stats).map_err(|detail| SourceError::Protocol { endpoint: management, detail })
+            Err(ListFailure::Unreadable(detail)) => {
+                return Err(SourceError::Protocol { endpoint: management.clone(), detail: detail.clone() });
+            }
+        };
+        let Some(stats) = queues.get(&self.config.queue) else {
+            return Err(SourceError::NotFound {
+                what: queue(),
+                detail: "the management API lists no queue of that name in the vhost".into(),
+            });
+        };
+        self.reading(stats.clone()).map_err(|detail| SourceError::Protocol { endpoint: management, detail })
     }
 
     /// The reading a management API answer gives. An answer without the message counts (a queue whose statistics
@@ -233,16 +296,205 @@ impl RabbitMq {
 
 impl ReadBacklog for RabbitMq {
     async fn read(&self) -> Result<Reading, SourceError> {
-        match &self.config.management_url {
-            Some(base) => self.read_management(base).await,
-            None => self.read_amqp().await,
+        match &self.access {
+            Access::Amqp(client) => self.read_amqp(client).await,
+            Access::Management(client) => self.read_management(client.client()).await,
+            Access::Unparsable(error) => Err(error.clone()),
         }
     }
 }
 
-/// The part of `GET /api/queues/VHOST/NAME` we use.
-#[derive(Deserialize)]
-struct QueueStats {
+/// `200 OK` for 200: a status as reqwest shows it, for the messages the reader gave before it was batched.
+fn http_status(status: u16) -> String {
+    reqwest::StatusCode::from_u16(status).map_or_else(|_| status.to_string(), |s| s.to_string())
+}
+
+/// What makes two AMQP URLs one connection: the parsed URL in full (scheme, host, port, credentials, vhost and
+/// options), or the text itself when it does not parse (its reads fail, each on its own).
+fn amqp_key(url: &str) -> String {
+    match AMQPUri::from_str(url) {
+        Ok(uri) => format!("{uri:?}"),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// One broker's AMQP connection, user and vhost, shared by every queue read there over AMQP, with a small fixed
+/// pool of channels. A connection that breaks is opened again once, by the first read after the break, for all.
+pub(crate) struct AmqpClient {
+    url: String,
+    endpoint: String,
+    secrets: Secrets,
+    read_timeout: Duration,
+    link: tokio::sync::Mutex<Link>,
+    /// Open channels no read is using.
+    idle: std::sync::Mutex<Vec<Channel>>,
+    /// One permit per channel: how many declares run at once.
+    channels: Semaphore,
+}
+
+/// The connection, and the last attempt to open it that failed.
+#[derive(Default)]
+struct Link {
+    connection: Option<Connection>,
+    failed: Option<(Instant, SourceError)>,
+}
+
+/// Channels per AMQP connection: declares are quick, and each channel carries one at a time.
+const CHANNELS: usize = 4;
+
+impl AmqpClient {
+    fn new(url: String, secrets: Secrets, read_timeout: Duration) -> AmqpClient {
+        AmqpClient {
+            endpoint: redact::url(&url),
+            url,
+            secrets,
+            read_timeout,
+            link: tokio::sync::Mutex::new(Link::default()),
+            idle: std::sync::Mutex::new(Vec::new()),
+            channels: Semaphore::new(CHANNELS),
+        }
+    }
+
+    fn idle_channel(&self) -> Option<Channel> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(channel) = idle.pop() {
+            if channel.status().connected() {
+                return Some(channel);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, channel: Channel) {
+        if channel.status().connected() {
+            self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(channel);
+        }
+    }
+
+    /// A new channel on the connection, which is opened first if it is not open. When an attempt to open it failed
+    /// after this read was asked for, that failure is this read's too: a broker that is down costs one connection
+    /// attempt per poll, not one per queue.
+    async fn open_channel(&self, asked: Instant) -> Result<Channel, SourceError> {
+        let mut link = self.link.lock().await;
+        if !link.connection.as_ref().is_some_and(|c| c.status().connected()) {
+            link.connection = None;
+            if let Some((at, error)) = &link.failed
+                && *at >= asked
+            {
+                return Err(error.clone());
+            }
+            let properties = ConnectionProperties::default().with_connection_name("queue-scaler".into());
+            let connected = tokio::time::timeout(self.read_timeout, Connection::connect(&self.url, properties)).await;
+            let failure = match connected {
+                Ok(Ok(connection)) => {
+                    link.connection = Some(connection);
+                    link.failed = None;
+                    None
+                }
+                Ok(Err(error)) => Some(self.connection_error(&error)),
+                Err(_) => Some(SourceError::Timeout(self.read_timeout)),
+            };
+            if let Some(error) = failure {
+                link.failed = Some((Instant::now(), error.clone()));
+                return Err(error);
+            }
+        }
+        let Some(connection) = link.connection.as_ref() else {
+            unreachable!("the connection was just checked or opened");
+        };
+        connection.create_channel().await.map_err(|error| {
+            link.connection = None;
+            self.connection_error(&error)
+        })
+    }
+
+    /// A failure of the connection itself, which every queue read on it shares.
+    fn connection_error(&self, error: &lapin::Error) -> SourceError {
+        let detail = self.secrets.scrub(&error_chain(error));
+        let code = match error.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+            _ => None,
+        };
+        // NOT_ALLOWED (530) is how the broker refuses a vhost: "access to vhost 'v' refused for user 'u'", or
+        // "vhost v not found".
+        let not_allowed = code == Some(530) || detail.contains("NOT_ALLOWED");
+        if code == Some(403) || detail.contains("ACCESS_REFUSED") || mentions_code(&detail, "403") {
+            return SourceError::Denied { what: self.endpoint.clone(), detail };
+        }
+        if not_allowed && detail.contains("refused") {
+            return SourceError::Denied { what: self.endpoint.clone(), detail };
+        }
+        if not_allowed && detail.contains("not found") {
+            return SourceError::NotFound { what: self.endpoint.clone(), detail };
+        }
+        SourceError::Unreachable { endpoint: self.endpoint.clone(), detail }
+    }
+}
+
+/// The columns of the management API's queue list a reading needs.
+const COLUMNS: &str = "name,messages_ready,messages_unacknowledged,message_stats.publish_details.rate";
+
+/// One management API, user and vhost: every queue of the vhost in one request per poll.
+pub(crate) struct ManagementClient {
+    /// `{base}/api/queues/{vhost}?columns=…`
+    url: String,
+    user: String,
+    password: String,
+    /// The base URL as logs may show it.
+    shown: String,
+    vhost: String,
+    secrets: Secrets,
+    read_timeout: Duration,
+    http: reqwest::Client,
+    batcher: Batcher<ManagementClient>,
+}
+
+/// Why the queue list could not be had.
+#[derive(Debug, Clone)]
+pub(crate) enum ListFailure {
+    Unreachable(String),
+    Status(u16),
+    Unreadable(String),
+}
+
+impl Batched for ManagementClient {
+    type Key = ();
+    type Answer = Arc<Result<HashMap<String, QueueStats>, ListFailure>>;
+
+    fn batcher(&self) -> &Batcher<Self> {
+        &self.batcher
+    }
+
+    async fn fetch(self: Arc<Self>, _: Vec<()>) -> Self::Answer {
+        Arc::new(self.list().await)
+    }
+}
+
+impl ManagementClient {
+    async fn list(&self) -> Result<HashMap<String, QueueStats>, ListFailure> {
+        let scrubbed = |e: reqwest::Error| self.secrets.scrub(&error_chain(&e));
+        let response = self
+            .http
+            .get(&self.url)
+            .basic_auth(&self.user, Some(&self.password))
+            .timeout(self.read_timeout)
+            .send()
+            .await
+            .map_err(|e| ListFailure::Unreachable(scrubbed(e)))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(ListFailure::Status(status.as_u16()));
+        }
+        let queues: Vec<QueueStats> = response.json().await.map_err(|e| ListFailure::Unreadable(scrubbed(e)))?;
+        Ok(queues.into_iter().filter_map(|q| Some((q.name.clone()?, q))).collect())
+    }
+}
+
+/// The part of each queue in `GET /api/queues/VHOST` we use.
+#[derive(Clone, Deserialize)]
+pub(crate) struct QueueStats {
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     messages_ready: Option<f64>,
     #[serde(default)]
@@ -251,14 +503,14 @@ struct QueueStats {
     message_stats: Option<MessageStats>,
 }
 
-#[derive(Deserialize)]
-struct MessageStats {
+#[derive(Clone, Deserialize)]
+pub(crate) struct MessageStats {
     #[serde(default)]
     publish_details: Option<Rate>,
 }
 
-#[derive(Deserialize)]
-struct Rate {
+#[derive(Clone, Deserialize)]
+pub(crate) struct Rate {
     rate: f64,
 }
 

@@ -14,6 +14,8 @@
 //! Credentials come from the AWS SDK's default chain (IRSA or EKS pod identity in a cluster, environment variables
 //! elsewhere); the region from `region`, else the queue URL's host, else that same chain. Loading the chain is
 //! async, so the client is built on the first read and kept; a build that fails (no region) is retried next poll.
+//! Every queue of one region and endpoint is read through one client (one connection pool, one credentials chain),
+//! at most [`CONCURRENT_READS`](shared::CONCURRENT_READS) requests at once.
 //! The client never retries on its own, as the Pub/Sub source's does not: the agent polls again soon, and the SDK's
 //! backoff inside one read would turn an endpoint that refuses connections into a `timeout` instead of
 //! `unreachable`.
@@ -26,8 +28,9 @@ use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::types::QueueAttributeName;
 use reqwest::Url;
 use serde::Deserialize;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
+use super::shared::{self, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
 use crate::config::Problem;
 use crate::redact::{self, Secrets};
@@ -181,19 +184,43 @@ struct Counts {
     delayed: f64,
 }
 
-/// An SQS queue's backlog reader.
+/// An SQS queue's backlog reader: a handle onto the SQS client of its region and endpoint, shared with every other
+/// queue read there.
 pub struct Sqs {
     config: Config,
     secrets: Secrets,
+    client: Shared<SqsClient>,
+}
+
+/// One region and endpoint's SQS client, built on the first read and kept, and the bound on its reads in flight:
+/// SQS has no call that counts several queues, so each queue costs a request, at most
+/// [`CONCURRENT_READS`](shared::CONCURRENT_READS) at once.
+pub(crate) struct SqsClient {
+    region: Option<String>,
+    endpoint_url: Option<String>,
     client: OnceCell<Client>,
+    reads: Semaphore,
 }
 
 impl Sqs {
-    /// A reader for `config`; the AWS client is built on the first read.
+    /// A reader for `config` with a client of its own, built on the first read.
     pub fn new(config: Config) -> Sqs {
+        Sqs::shared(config, &Clients::new())
+    }
+
+    /// A reader for `config` on the client `clients` holds for its region and endpoint, or a new one.
+    pub fn shared(config: Config, clients: &Clients) -> Sqs {
         let mut secrets = config.secrets();
         secrets.extend(&credential_secrets(|name| std::env::var(name).ok()));
-        Sqs { config, secrets, client: OnceCell::new() }
+        let (region, endpoint_url) = (config.region(), config.endpoint_url.clone());
+        let key = format!("{region:?}\n{endpoint_url:?}");
+        let client = clients.sqs(key, || SqsClient {
+            region,
+            endpoint_url,
+            client: OnceCell::new(),
+            reads: Semaphore::new(shared::CONCURRENT_READS),
+        });
+        Sqs { config, secrets, client }
     }
 
     fn queue(&self) -> String {
@@ -201,31 +228,36 @@ impl Sqs {
     }
 
     async fn client(&self) -> Result<&Client, SourceError> {
-        self.client
+        let shared = &*self.client;
+        shared
+            .client
             .get_or_try_init(|| async {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
-                if let Some(region) = self.config.region() {
-                    loader = loader.region(Region::new(region));
+                if let Some(region) = &shared.region {
+                    loader = loader.region(Region::new(region.clone()));
                 }
-                if let Some(endpoint) = &self.config.endpoint_url {
+                if let Some(endpoint) = &shared.endpoint_url {
                     loader = loader.endpoint_url(endpoint);
                 }
-                let shared = loader.load().await;
-                if shared.region().is_none() {
+                let loaded = loader.load().await;
+                if loaded.region().is_none() {
                     return Err(SourceError::Unreachable {
                         endpoint: self.queue(),
                         detail: "no AWS region: set `region`, or AWS_REGION in the agent's environment".into(),
                     });
                 }
-                Ok(Client::new(&shared))
+                Ok(Client::new(&loaded))
             })
             .await
     }
 
     async fn counts(&self) -> Result<Counts, SourceError> {
-        let answer = self
-            .client()
-            .await?
+        let client = self.client().await?;
+        let _permit = self.client.reads.acquire().await.map_err(|e| SourceError::Protocol {
+            endpoint: self.queue(),
+            detail: format!("the read bound is closed: {e}"),
+        })?;
+        let answer = client
             .get_queue_attributes()
             .queue_url(&self.config.queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use queue_scaler::source::kafka::{Config, Kafka, OffsetResetPolicy, Sasl, SaslMechanism, Tls};
-use queue_scaler::source::{ReadBacklog, Reading, SourceError};
+use queue_scaler::source::{Clients, ReadBacklog, Reading, SourceError};
 
 use crate::support::agent::Agent;
 use crate::support::kafka::TestCluster;
@@ -308,4 +308,55 @@ async fn a_group_at_zero_with_no_commits_wakes_on_new_messages() {
     println!("woken {:?} after the first new message (poll 1 s)", produced.elapsed());
     assert_eq!(agent.logs().matches("the consumer group has no committed offset").count(), 1, "logged once");
     agent.stop().await;
+}
+
+/// Threads of this process (nextest runs each test in a process of its own).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+}
+
+#[tokio::test]
+async fn groups_on_one_cluster_share_one_client_and_a_missing_topic_fails_alone() {
+    let cluster = TestCluster::new();
+    cluster.topic("videos", 4);
+    cluster.produce("videos", 4, |_| 20);
+    // Group g committed offset g on every partition: its lag is 4 × (20 − g).
+    for g in 0..8 {
+        cluster.commit(&format!("workers-{g}"), "videos", (0..4).map(|p| (p, g)));
+    }
+    let clients = Clients::new();
+    let on = |group: &str, topic: Option<&str>, policy| {
+        let config = Config {
+            topic: topic.map(str::to_owned),
+            offset_reset_policy: policy,
+            ..Config::new(&cluster.brokers(), group)
+        };
+        Kafka::shared(config, TIMEOUT, &clients)
+    };
+    let first = on("workers-0", Some("videos"), OffsetResetPolicy::Latest);
+    assert_eq!(first.read().await.expect("the first read creates the client").backlog, 80.0);
+    let with_one_client = threads();
+
+    let groups: Vec<Kafka> =
+        (0..8).map(|g| on(&format!("workers-{g}"), Some("videos"), OffsetResetPolicy::Latest)).collect();
+    let every_topic = on("workers-3", None, OffsetResetPolicy::Latest);
+    let never_committed = on("workers-new", Some("videos"), OffsetResetPolicy::Earliest);
+    let missing = on("workers-1", Some("qs-no-such-topic"), OffsetResetPolicy::Latest);
+    for _ in 0..3 {
+        let readings = futures::future::join_all(groups.iter().map(|reader| reader.read())).await;
+        for (g, reading) in readings.into_iter().enumerate() {
+            assert_eq!(reading.expect("read").backlog, 4.0 * (20.0 - g as f64), "workers-{g}");
+        }
+        let (every_topic, never_committed, missing) =
+            tokio::join!(every_topic.read(), never_committed.read(), missing.read());
+        assert_eq!(every_topic.expect("every committed topic").backlog, 4.0 * 17.0);
+        assert_eq!(never_committed.expect("from the low watermark").backlog, 80.0);
+        match missing {
+            Err(SourceError::NotFound { what, .. }) => assert!(what.contains("qs-no-such-topic"), "{what}"),
+            other => panic!("expected NotFound for the missing topic alone, got {other:?}"),
+        }
+    }
+    assert_eq!(clients.open(), 1, "one client for the cluster");
+    let now = threads();
+    assert!(now <= with_one_client + 2, "twelve groups cost the threads of one client: {with_one_client} → {now}");
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use queue_scaler::source::pubsub::{BACKLOG_METRIC, Config, OLDEST_AGE_METRIC, PubSub};
-use queue_scaler::source::{ReadBacklog, SourceError};
+use queue_scaler::source::{Clients, ReadBacklog, SourceError};
 
 use crate::support::agent::Agent;
 use crate::support::eventually;
@@ -223,4 +223,46 @@ async fn the_agent_scales_a_deployment_from_the_pubsub_backlog() {
     let oldest = agent.metric(&series("queue_scaler_oldest_message_age_seconds")).await;
     assert!(oldest.is_some_and(|a| a >= 0.0), "oldest message age exported: {oldest:?}");
     assert!(agent.stop().await.success(), "clean exit on SIGTERM");
+}
+
+#[tokio::test]
+async fn the_subscriptions_of_a_project_are_read_together_and_fail_alone() {
+    let monitoring = FakeMonitoring::start().await;
+    let now = SystemTime::now();
+    let ids: Vec<String> = (0..30).map(|i| format!("qs-together-{}-{i}", std::process::id())).collect();
+    for (i, id) in ids.iter().enumerate() {
+        monitoring.record(id, BACKLOG_METRIC, now, i as i64);
+        monitoring.record(id, OLDEST_AGE_METRIC, now, 3);
+    }
+    let clients = Clients::new();
+    let reader = |id: &str| {
+        let config = Config {
+            project: Some(PROJECT.to_owned()),
+            subscription: id.to_owned(),
+            max_staleness: FIVE_MINUTES,
+            endpoint: Some(monitoring.endpoint()),
+            pubsub_endpoint: Some(emulator_url()),
+        };
+        PubSub::shared(config, Duration::from_secs(5), &clients)
+    };
+    let readers: Vec<PubSub> = ids.iter().map(|id| reader(id)).collect();
+    // No points, and the emulator does not know it.
+    let missing = reader(&format!("qs-never-created-{}", std::process::id()));
+    let before = monitoring.requests().len();
+    let (readings, missing) = tokio::join!(futures::future::join_all(readers.iter().map(|r| r.read())), missing.read());
+    for (i, reading) in readings.into_iter().enumerate() {
+        let reading = reading.expect("read");
+        assert_eq!((reading.backlog, reading.oldest_message_age), (i as f64, Some(Duration::from_secs(3))));
+    }
+    match missing {
+        Err(SourceError::NotFound { detail, .. }) => assert!(detail.contains("does not know it"), "{detail}"),
+        other => panic!("expected NotFound for the missing subscription alone, got {other:?}"),
+    }
+    let asked: Vec<String> = monitoring.requests()[before..].iter().filter_map(|q| q.get("filter").cloned()).collect();
+    assert_eq!(asked.len(), 2, "one request per metric for 31 subscriptions: {asked:?}");
+    for filter in &asked {
+        assert!(filter.contains("resource.labels.subscription_id = one_of(\""), "{filter}");
+        assert!(ids.iter().all(|id| filter.contains(id.as_str())), "{filter}");
+    }
+    assert_eq!(clients.open(), 2, "one Monitoring client and one Pub/Sub client");
 }

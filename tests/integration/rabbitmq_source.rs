@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use queue_scaler::source::rabbitmq::{Config, RabbitMq};
-use queue_scaler::source::{ReadBacklog, SourceError};
+use queue_scaler::source::{Clients, ReadBacklog, SourceError};
 
 use crate::support::eventually;
-use crate::support::rabbitmq::{TestQueue, amqp_url, management_url};
+use crate::support::rabbitmq::{
+    TestQueue, TestUser, TestVhost, amqp_url, amqp_url_as, management_url, management_url_as,
+};
 
 fn source(queue: &str, management: bool) -> RabbitMq {
     RabbitMq::new(Config {
@@ -137,4 +139,84 @@ async fn a_wrong_password_is_denied_and_never_shown() {
     let error = management.read().await.expect_err("wrong password");
     assert_eq!(error.kind(), "denied", "{error}");
     assert!(!format!("{error} {error:?}").contains(password));
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn shared(clients: &Clients, url: String, queue: &str, management_url: Option<String>) -> RabbitMq {
+    let config = Config { url, queue: queue.to_owned(), management_url, exclude_unacknowledged: false };
+    RabbitMq::shared(config, TIMEOUT, clients)
+}
+
+#[tokio::test]
+async fn targets_on_one_url_share_one_connection_and_another_url_gets_its_own() {
+    let (one, other) = (TestVhost::new("shared").await, TestVhost::new("apart").await);
+    for vhost in [&one, &other] {
+        for queue in ["videos", "thumbnails", "audio"] {
+            vhost.queue(queue, 3).await;
+        }
+    }
+    let clients = Clients::new();
+    let on_one: Vec<RabbitMq> =
+        ["videos", "thumbnails", "audio"].iter().map(|q| shared(&clients, one.url(), q, None)).collect();
+    let on_other = shared(&clients, other.url(), "videos", None);
+    for _ in 0..5 {
+        let readings = futures::future::join_all(on_one.iter().chain([&on_other]).map(|s| s.read())).await;
+        for reading in readings {
+            assert_eq!(reading.expect("read").backlog, 3.0);
+        }
+    }
+    assert_eq!(clients.open(), 2, "one client per URL");
+    let counted = eventually(Duration::from_secs(15), "the connections listed", || async {
+        let counts = (one.connections().await, other.connections().await);
+        (counts.0 > 0 && counts.1 > 0).then_some(counts)
+    })
+    .await;
+    assert_eq!(counted, (1, 1), "three targets on one URL share one connection; the other URL has its own");
+}
+
+#[tokio::test]
+async fn a_queue_the_broker_refuses_fails_only_its_own_read() {
+    let vhost = TestVhost::new("refusals").await;
+    vhost.queue("videos", 7).await;
+    let user = TestUser::new("refused").await;
+    let clients = Clients::new();
+
+    // Over AMQP: one connection; the missing queue's failed declare closes its own channel, not its neighbour's.
+    let good = shared(&clients, vhost.url(), "videos", None);
+    let missing = shared(&clients, vhost.url(), "qs-no-such-queue", None);
+    // A user the broker refuses, on the same broker: a connection of its own, and a failure of its own.
+    let refused = shared(&clients, amqp_url_as(&user.name, &user.password, &vhost.name), "videos", None);
+    for _ in 0..10 {
+        let (good, missing, refused) = tokio::join!(good.read(), missing.read(), refused.read());
+        assert_eq!(good.expect("the neighbour of a missing queue reads").backlog, 7.0);
+        match missing {
+            Err(SourceError::NotFound { what, .. }) => assert!(what.contains("qs-no-such-queue"), "{what}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let refused = refused.expect_err("no permission on the vhost");
+        assert_eq!(refused.kind(), "denied", "{refused}");
+        assert!(!format!("{refused:?}").contains(&user.password), "{refused:?}");
+    }
+    let connections = eventually(Duration::from_secs(15), "the connection listed", || async {
+        Some(vhost.connections().await).filter(|n| *n > 0)
+    })
+    .await;
+    assert_eq!(connections, 1, "the refused user never got in; the others share one connection");
+
+    // Through the management API: one list of the vhost per poll; a queue it does not hold fails alone, and a user
+    // the API refuses fails on its own client.
+    let good = shared(&clients, vhost.url(), "videos", Some(management_url()));
+    let missing = shared(&clients, vhost.url(), "qs-no-such-queue", Some(management_url()));
+    let refused = shared(&clients, vhost.url(), "videos", Some(management_url_as(&user.name, &user.password)));
+    eventually(Duration::from_secs(20), "management statistics of the queue", || async {
+        good.read().await.ok().filter(|r| r.backlog == 7.0)
+    })
+    .await;
+    for _ in 0..5 {
+        let (good, missing, refused) = tokio::join!(good.read(), missing.read(), refused.read());
+        assert_eq!(good.expect("the neighbour of a missing queue reads").backlog, 7.0);
+        assert_eq!(missing.expect_err("not in the list").kind(), "not_found");
+        assert_eq!(refused.expect_err("not a management user").kind(), "denied");
+    }
 }

@@ -1,9 +1,10 @@
 //! A fake of the one Cloud Monitoring endpoint the Pub/Sub source calls, `GET /v3/projects/{project}/timeSeries`,
 //! because no emulator serves Monitoring.
 //!
-//! It answers as the documented REST API does: the filter must name `metric.type`, `resource.type` and
-//! `resource.labels.subscription_id`, and may name `resource.labels.project_id` (anything else is a 400, so a client
-//! that asks differently fails loudly), only points whose end time lies inside
+//! It answers as the documented REST API does: the filter must name one `metric.type`, `resource.type` and
+//! `resource.labels.subscription_id`, and may name `resource.labels.project_id`, each compared with `=` to a string
+//! or to `one_of("a", "b", …)` and joined by `AND`, as the filter syntax writes them (anything else is a 400, so a
+//! client that asks differently fails loudly); only points whose end time lies inside
 //! `interval.startTime`..`interval.endTime` come back, newest first, as JSON with int64 values written as strings;
 //! an empty answer is `{}`. Errors come in Google's `{"error": {...}}` shape. The project in the path is a metrics
 //! scope, as in the real API: it answers for the subscriptions of every project it covers (here: every project
@@ -128,34 +129,43 @@ async fn list_time_series(
     let Some(filter) = query.get("filter").map(|f| parse_filter(f)) else {
         return google_error(StatusCode::BAD_REQUEST, "filter is required");
     };
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(why) => return google_error(StatusCode::BAD_REQUEST, &format!("the filter does not parse: {why}")),
+    };
     const UNDERSTOOD: [&str; 4] =
         ["metric.type", "resource.type", "resource.labels.project_id", "resource.labels.subscription_id"];
-    let Some(filter) = filter.ok().filter(|f| f.keys().all(|key| UNDERSTOOD.contains(&key.as_str()))) else {
+    if !filter.keys().all(|key| UNDERSTOOD.contains(&key.as_str())) {
         return google_error(
             StatusCode::BAD_REQUEST,
             "the fake understands only metric, resource type, project id and subscription id",
         );
-    };
+    }
     let (Some(start), Some(end)) =
         (time_parameter(&query, "interval.startTime"), time_parameter(&query, "interval.endTime"))
     else {
         return google_error(StatusCode::BAD_REQUEST, "interval.startTime and interval.endTime are required");
     };
-    if filter.get("resource.type").map(String::as_str) != Some("pubsub_subscription") {
+    if filter.get("resource.type").map(Vec::as_slice) != Some(&["pubsub_subscription".to_owned()][..]) {
         return google_error(StatusCode::BAD_REQUEST, "resource.type must be pubsub_subscription");
     }
-    let (Some(metric), Some(subscription)) = (filter.get("metric.type"), filter.get("resource.labels.subscription_id"))
+    // The real API lists one metric type per request.
+    let (Some([metric]), Some(subscriptions)) =
+        (filter.get("metric.type").map(Vec::as_slice), filter.get("resource.labels.subscription_id"))
     else {
-        return google_error(StatusCode::BAD_REQUEST, "metric.type and resource.labels.subscription_id are required");
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "one metric.type and resource.labels.subscription_id are required",
+        );
     };
-    let wanted_project = filter.get("resource.labels.project_id");
+    let wanted_projects = filter.get("resource.labels.project_id");
     let series: Vec<Value> = recorded
         .series
         .iter()
         .filter(|((project, id, kind), _)| {
-            id == subscription && kind == metric && wanted_project.is_none_or(|wanted| wanted == project)
+            subscriptions.contains(id) && kind == metric && wanted_projects.is_none_or(|wanted| wanted.contains(project))
         })
-        .filter_map(|((project, _, _), points)| {
+        .filter_map(|((project, subscription, _), points)| {
             let mut points: Vec<_> = points.iter().filter(|(t, _)| *t > start && *t <= end).copied().collect();
             if points.is_empty() {
                 return None;
@@ -180,16 +190,94 @@ async fn list_time_series(
     axum::Json(json!({"timeSeries": series, "unit": ""})).into_response()
 }
 
-/// `a = "x" AND b = "y"` → {a: x, b: y}; anything else is an error.
-fn parse_filter(filter: &str) -> Result<HashMap<String, String>, ()> {
-    filter
-        .split(" AND ")
-        .map(|clause| {
-            let (key, value) = clause.split_once(" = ").ok_or(())?;
-            let value = value.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or(())?;
-            Ok((key.trim().to_owned(), value.to_owned()))
-        })
-        .collect()
+/// A filter in the documented syntax, as far as this fake goes: comparisons joined by `AND`, each `KEY = "value"` or
+/// `KEY = one_of("a", "b", …)`, strings in double quotes with `\"` and `\\` escapes → {KEY: [values]}. Anything
+/// else, or a key named twice, is an error.
+fn parse_filter(filter: &str) -> Result<HashMap<String, Vec<String>>, String> {
+    let mut parser = FilterParser { rest: filter.trim() };
+    let mut comparisons = HashMap::new();
+    loop {
+        let key = parser.key()?;
+        parser.expect("=")?;
+        let values = if parser.eat("one_of") {
+            parser.expect("(")?;
+            let mut values = vec![parser.string()?];
+            while parser.eat(",") {
+                values.push(parser.string()?);
+            }
+            parser.expect(")")?;
+            values
+        } else {
+            vec![parser.string()?]
+        };
+        if comparisons.insert(key.clone(), values).is_some() {
+            return Err(format!("`{key}` is named twice"));
+        }
+        if parser.rest.trim().is_empty() {
+            return Ok(comparisons);
+        }
+        if !parser.rest.starts_with(' ') {
+            return Err(format!("expected ` AND ` at `{}`", parser.rest));
+        }
+        parser.expect("AND")?;
+        if !parser.rest.starts_with(' ') {
+            return Err("`AND` must be followed by a space".into());
+        }
+    }
+}
+
+struct FilterParser<'a> {
+    rest: &'a str,
+}
+
+impl FilterParser<'_> {
+    fn eat(&mut self, token: &str) -> bool {
+        let trimmed = self.rest.trim_start();
+        match trimmed.strip_prefix(token) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expect(&mut self, token: &str) -> Result<(), String> {
+        if self.eat(token) { Ok(()) } else { Err(format!("expected `{token}` at `{}`", self.rest.trim_start())) }
+    }
+
+    fn key(&mut self) -> Result<String, String> {
+        let trimmed = self.rest.trim_start();
+        let end = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_')).unwrap_or(trimmed.len());
+        if end == 0 {
+            return Err(format!("expected a key at `{trimmed}`"));
+        }
+        self.rest = &trimmed[end..];
+        Ok(trimmed[..end].to_owned())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let trimmed = self.rest.trim_start();
+        let mut chars = trimmed.char_indices();
+        if chars.next().map(|(_, c)| c) != Some('"') {
+            return Err(format!("expected a string at `{trimmed}`"));
+        }
+        let mut value = String::new();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '"' => {
+                    self.rest = &trimmed[at + 1..];
+                    return Ok(value);
+                }
+                '\\' => match chars.next() {
+                    Some((_, escaped @ ('"' | '\\'))) => value.push(escaped),
+                    _ => return Err("only `\\\"` and `\\\\` are escapes".into()),
+                },
+                c => value.push(c),
+            }
+        }
+        Err(format!("an unterminated string at `{trimmed}`"))
+    }
 }
 
 fn time_parameter(query: &HashMap<String, String>, name: &str) -> Option<SystemTime> {

@@ -1,15 +1,25 @@
 //! Kafka: the backlog is a consumer group's lag — per partition, log-end offset minus the group's committed
 //! offset, clamped at 0, summed over the topic's partitions.
 //!
-//! **One batch per poll.** A read asks the cluster three things, each in as few round trips as the protocol
-//! allows: the topic's partitions (one Metadata request), the group's committed offsets for all of them (one
-//! OffsetFetch to the group coordinator), and their log-end offsets (one ListOffsets per partition leader,
-//! through `offsets_for_times` with `Offset::End`). Asking per partition (`fetch_watermarks`) costs a round trip
-//! each: seconds for a thousand partitions at a couple of milliseconds of latency, where the batch costs a few.
+//! **One client per cluster, one batch per poll.** Every group read on one cluster with the same settings (brokers,
+//! TLS, SASL, `properties`) shares one librdkafka client, and the reads of all of them that fall in the same moment
+//! (see [`super::shared`]) go out as one batch, each part in as few round trips as the protocol allows: the topics'
+//! partitions (one Metadata request), each group's committed offsets for its partitions (one OffsetFetch per group
+//! to its coordinator, all in flight at once), and the log-end offsets of every partition of every group (one
+//! ListOffsets per partition leader, through `offsets_for_times` with `Offset::End`). Asking per partition
+//! (`fetch_watermarks`) costs a round trip each: seconds for a thousand partitions at a couple of milliseconds of
+//! latency, where the batch costs a few. A failure of the cluster fails the reads of all its groups; a missing
+//! topic, a refused group or a partition without a leader fails only the reads that measure it.
 //!
-//! **The agent never joins the group.** It sets `group.id` — OffsetFetch needs it — but never subscribes, polls for
-//! messages or commits, so measuring the lag can never trigger a rebalance of the workers or move their offsets.
-//! Auto-commit is forced off whatever `properties` say.
+//! **Committed offsets without a client per group.** A consumer's `committed_offsets` asks for its own `group.id`,
+//! fixed when the client is made, and every librdkafka client costs a thread per broker: a client per group would be
+//! a thousand clients for a thousand targets. The shared client has no `group.id`; it asks for each group through
+//! librdkafka's ListConsumerGroupOffsets admin call (FindCoordinator, then the same OffsetFetch), always naming the
+//! partitions (see `groups.rs`, which calls librdkafka directly since the rdkafka crate does not wrap that call).
+//!
+//! **The agent never joins a group.** It never subscribes, polls for messages or commits, so measuring the lag can
+//! never trigger a rebalance of the workers or move their offsets. Auto-commit is forced off whatever `properties`
+//! say.
 //!
 //! **Partitions the group never committed** follow `offsetResetPolicy`, which should match the workers'
 //! `auto.offset.reset`. Under the default, `latest`, what was there when the agent first saw such a partition is no
@@ -29,22 +39,24 @@
 //! duration is learned without configuring it.
 //!
 //! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
-//! topics" is the ListConsumerGroupOffsets admin call; it is not used because it is missing from older brokers and
-//! from librdkafka's mock cluster that the tests run on. Instead a read fetches metadata for all topics, asks one
-//! OffsetFetch for all their partitions, and keeps the topics where the group has any committed offset. On clusters
-//! with very many topics that OffsetFetch is large: name the topic when you can.
+//! topics" is OffsetFetch without a partition list ("all"); it is not used because brokers before 0.10.2 and
+//! librdkafka's mock cluster that the tests run on answer it with nothing. Instead the batch fetches metadata for
+//! all topics, asks the group's OffsetFetch for all their partitions, and keeps the topics where the group has any
+//! committed offset. On clusters with very many topics that OffsetFetch is large: name the topic when you can.
 //!
 //! **Replicas** are capped at the number of partitions measured, since a group gives each partition to one
 //! consumer; see [`lag::Lag::replica_cap`] for `allowIdleConsumers` and `limitToPartitionsWithLag`.
 //!
-//! librdkafka's calls block, so a read runs on tokio's blocking pool, on one client created at the first read and
-//! kept (it reconnects by itself). Its calls get a budget just under the agent's `readTimeout`, so that they end —
-//! and report why — before the agent gives up on the read, and no blocking thread outlives a poll.
+//! librdkafka's calls block, so a batch runs on tokio's blocking pool — one thread per cluster at a time, however
+//! many groups — on the cluster's client, created at the first read and kept (it reconnects by itself). Its calls
+//! get a budget just under the agent's `readTimeout`, so that they end — and report why — before the agent gives up
+//! on the read, and no blocking thread outlives a poll.
 
+mod groups;
 pub mod lag;
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,6 +72,7 @@ use serde_norway::Value;
 pub use lag::OffsetResetPolicy;
 use lag::{Lag, PartitionOffsets};
 
+use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError};
 use crate::config::Problem;
 use crate::redact::Secrets;
@@ -391,17 +404,13 @@ impl Sasl {
     }
 }
 
-/// A Kafka consumer group's lag reader.
+/// A Kafka consumer group's lag reader: the group's own memory (partitions first seen uncommitted, the previous log
+/// ends) on the cluster's shared client.
 pub struct Kafka {
-    inner: Arc<Inner>,
-}
-
-/// What the blocking read needs, shared with the thread that runs it.
-struct Inner {
     config: Config,
     secrets: Secrets,
-    read_timeout: Duration,
-    /// The lock also keeps a read that outlived the agent's timeout from overlapping the next one.
+    cluster: Shared<ClusterClient>,
+    /// Locked only between a batch's answer and the reading; a read never holds it across an await.
     state: Mutex<State>,
 }
 
@@ -421,8 +430,6 @@ struct Ends {
 /// What a read keeps for the next one.
 #[derive(Default)]
 struct State {
-    /// Created on the first read.
-    client: Option<Client>,
     /// Under `latest`, the log end of each uncommitted partition when the agent first saw it.
     first_seen_end: HashMap<PartitionKey, i64>,
     /// The previous read's log ends, for the arrival rate.
@@ -431,139 +438,45 @@ struct State {
     told_no_commits: bool,
 }
 
-struct Client {
-    consumer: BaseConsumer,
-    /// The newest client-level error librdkafka reported (broker down, authentication failed), cleared by a good
-    /// read. A request that times out says only that; this says why.
-    last_event: Cell<Option<RDKafkaErrorCode>>,
-}
-
-impl Client {
-    /// Takes the error events librdkafka queued. A consumer with a `group.id` queues them for `poll`, which
-    /// nothing else calls here: without this they would pile up while a broker is down.
-    fn take_events(&self) {
-        while let Some(event) = self.consumer.poll(Duration::ZERO) {
-            if let Some(code) = event.err().and_then(|e| e.rdkafka_error_code()) {
-                self.last_event.set(Some(code));
-            }
-        }
-    }
-}
-
 impl Kafka {
-    /// A reader for `config` whose reads end within `read_timeout`; the client is created on the first read.
+    /// A reader for `config` whose reads end within `read_timeout`, with a client of its own, created on the first
+    /// read.
     pub fn new(config: Config, read_timeout: Duration) -> Kafka {
-        Kafka {
-            inner: Arc::new(Inner {
-                secrets: config.secrets(),
-                config,
-                read_timeout,
-                state: Mutex::new(State::default()),
-            }),
-        }
-    }
-}
-
-impl ReadBacklog for Kafka {
-    async fn read(&self) -> Result<Reading, SourceError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.read()).await.map_err(|e| SourceError::Protocol {
-            endpoint: self.inner.endpoint(),
-            detail: format!("the read stopped: {e}"),
-        })?
-    }
-}
-
-/// How a librdkafka error code reads as a [`SourceError`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Class {
-    Unreachable,
-    NotFound,
-    Denied,
-    TimedOut,
-    Other,
-}
-
-fn class_of(code: RDKafkaErrorCode) -> Class {
-    use RDKafkaErrorCode as E;
-    match code {
-        E::BrokerTransportFailure
-        | E::AllBrokersDown
-        | E::Resolve
-        | E::SSL
-        | E::BrokerNotAvailable
-        | E::LeaderNotAvailable
-        | E::NotLeaderForPartition
-        | E::CoordinatorNotAvailable
-        | E::NotCoordinator
-        | E::CoordinatorLoadInProgress
-        | E::NetworkException => Class::Unreachable,
-        E::UnknownTopicOrPartition | E::UnknownTopic | E::UnknownPartition => Class::NotFound,
-        E::Authentication
-        | E::SaslAuthenticationFailed
-        | E::IllegalSASLState
-        | E::UnsupportedSASLMechanism
-        | E::TopicAuthorizationFailed
-        | E::GroupAuthorizationFailed
-        | E::ClusterAuthorizationFailed => Class::Denied,
-        E::OperationTimedOut | E::RequestTimedOut | E::MessageTimedOut => Class::TimedOut,
-        _ => Class::Other,
-    }
-}
-
-/// Partitions as (topic, partition), with each one's position in that list.
-struct Partitions {
-    keys: Vec<(String, i32)>,
-}
-
-impl Partitions {
-    fn index(&self) -> HashMap<(&str, i32), usize> {
-        self.keys.iter().enumerate().map(|(i, (topic, partition))| ((topic.as_str(), *partition), i)).collect()
+        Kafka::shared(config, read_timeout, &Clients::new())
     }
 
-    fn list(&self, which: impl Fn(usize) -> bool, offset: Offset) -> Result<TopicPartitionList, KafkaError> {
-        let mut list = TopicPartitionList::with_capacity(self.keys.len());
-        for (i, (topic, partition)) in self.keys.iter().enumerate() {
-            // Not `add_partition_offset`: it finds the element it just added by a linear search, which makes
-            // building a list of 10,000 partitions cost more than the round trips it is for.
-            if which(i) {
-                list.add_partition(topic, *partition).set_offset(offset)?;
-            }
-        }
-        Ok(list)
+    /// A reader for `config` on the client `clients` holds for its cluster and settings (all but the group), or a
+    /// new one; the client is created on the first read.
+    pub fn shared(config: Config, read_timeout: Duration, clients: &Clients) -> Kafka {
+        let secrets = config.secrets();
+        let mut settings = config.client_config();
+        // The client reads every group's offsets through the admin API; none is its own.
+        settings.remove("group.id");
+        let mut key: String = settings.config_map().iter().map(|(name, value)| format!("{name}={value}\n")).collect();
+        key.push_str(&format!("{read_timeout:?}"));
+        let endpoint = format!("Kafka brokers {}", secrets.scrub(&config.brokers));
+        let cluster = clients.kafka(key, || ClusterClient {
+            settings,
+            endpoint,
+            secrets: secrets.clone(),
+            read_timeout,
+            client: Mutex::new(None),
+            batcher: Batcher::default(),
+        });
+        Kafka { config, secrets, cluster, state: Mutex::new(State::default()) }
     }
-}
 
-impl Inner {
     fn endpoint(&self) -> String {
-        format!("Kafka brokers {}", self.secrets.scrub(&self.config.brokers))
+        self.cluster.endpoint.clone()
     }
 
-    fn read(&self) -> Result<Reading, SourceError> {
-        let deadline = Instant::now() + budget(self.read_timeout);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = &mut *state;
-        let client = match &mut state.client {
-            Some(client) => client,
-            empty => empty.insert(self.connect()?),
-        };
-        client.take_events();
-        let measured = self.offsets_of_group(client, deadline)?;
-        client.last_event.set(None);
-        let now = Instant::now();
-        let arrival_rate = arrival_rate(&mut state.previous_ends, now, &measured);
-        let partitions = self.remember_first_seen(&mut state.first_seen_end, measured);
-        self.tell_when_nothing_is_committed(&mut state.told_no_commits, &partitions);
-        let lag = Lag::of(partitions.into_iter().map(|(_, offsets)| offsets), self.config.offset_reset_policy);
-        let config = &self.config;
-        Ok(Reading {
-            backlog: lag.total as f64,
-            replica_cap: lag.replica_cap(config.allow_idle_consumers, config.limit_to_partitions_with_lag),
-            arrival_rate,
-            wakes: lag.new_on_uncommitted,
-            uncommitted_partitions: Some(lag.uncommitted),
-            ..Reading::default()
-        })
+    /// What this reader asks the cluster's batch.
+    fn request(&self) -> Request {
+        Request {
+            group: self.config.group.clone(),
+            topic: self.config.topic.clone(),
+            earliest: self.config.offset_reset_policy == OffsetResetPolicy::Earliest,
+        }
     }
 
     /// Under `latest`, gives each uncommitted partition the log end the agent first saw it at (now, for one seen
@@ -609,10 +522,203 @@ impl Inner {
             ),
         }
     }
+}
+
+impl ReadBacklog for Kafka {
+    async fn read(&self) -> Result<Reading, SourceError> {
+        let request = self.request();
+        let answer = shared::read(self.cluster.client(), request.clone()).await.ok_or_else(|| {
+            SourceError::Protocol { endpoint: self.endpoint(), detail: "the read stopped with the agent".into() }
+        })?;
+        let measured = match answer.get(&request) {
+            Some(result) => result.clone()?,
+            None => {
+                return Err(SourceError::Protocol {
+                    endpoint: self.endpoint(),
+                    detail: "the batch had no answer for this group".into(),
+                });
+            }
+        };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
+        let now = Instant::now();
+        let arrival_rate = arrival_rate(&mut state.previous_ends, now, &measured);
+        let partitions = self.remember_first_seen(&mut state.first_seen_end, measured);
+        self.tell_when_nothing_is_committed(&mut state.told_no_commits, &partitions);
+        let lag = Lag::of(partitions.into_iter().map(|(_, offsets)| offsets), self.config.offset_reset_policy);
+        let config = &self.config;
+        Ok(Reading {
+            backlog: lag.total as f64,
+            replica_cap: lag.replica_cap(config.allow_idle_consumers, config.limit_to_partitions_with_lag),
+            arrival_rate,
+            wakes: lag.new_on_uncommitted,
+            uncommitted_partitions: Some(lag.uncommitted),
+            ..Reading::default()
+        })
+    }
+}
+
+/// What one reader asks of its cluster: a group's offsets on a topic (or on every topic it committed to), with the
+/// low watermarks of its uncommitted partitions under `earliest`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Request {
+    group: String,
+    topic: Option<String>,
+    earliest: bool,
+}
+
+/// One batch's answer: every request's measured partitions, or why not.
+type Answers = HashMap<Request, Result<Vec<Measured>, SourceError>>;
+
+/// One Kafka cluster and its settings (everything but the group), shared by every group read there: one librdkafka
+/// client, created on the first read and kept (it reconnects by itself), and one batch of reads at a time.
+pub(crate) struct ClusterClient {
+    settings: ClientConfig,
+    endpoint: String,
+    secrets: Secrets,
+    read_timeout: Duration,
+    client: Mutex<Option<Client>>,
+    batcher: Batcher<ClusterClient>,
+}
+
+struct Client {
+    consumer: BaseConsumer,
+    /// The newest client-level error librdkafka reported (broker down, authentication failed), cleared by a good
+    /// read. A request that times out says only that; this says why.
+    last_event: Cell<Option<RDKafkaErrorCode>>,
+}
+
+impl Client {
+    /// Takes the error events librdkafka queued: nothing else polls this client, so without this they would pile up
+    /// while a broker is down.
+    fn take_events(&self) {
+        while let Some(event) = self.consumer.poll(Duration::ZERO) {
+            if let Some(code) = event.err().and_then(|e| e.rdkafka_error_code()) {
+                self.last_event.set(Some(code));
+            }
+        }
+    }
+}
+
+impl Batched for ClusterClient {
+    type Key = Request;
+    type Answer = Arc<Answers>;
+
+    fn batcher(&self) -> &Batcher<Self> {
+        &self.batcher
+    }
+
+    async fn fetch(self: Arc<Self>, requests: Vec<Request>) -> Arc<Answers> {
+        let cluster = self.clone();
+        let asked = requests.clone();
+        // librdkafka's calls block: the batch runs on tokio's blocking pool, one thread per cluster at a time.
+        match tokio::task::spawn_blocking(move || cluster.measure_all(asked)).await {
+            Ok(answers) => Arc::new(answers),
+            Err(e) => {
+                let error =
+                    SourceError::Protocol { endpoint: self.endpoint.clone(), detail: format!("the read stopped: {e}") };
+                Arc::new(requests.into_iter().map(|request| (request, Err(error.clone()))).collect())
+            }
+        }
+    }
+}
+
+/// How a librdkafka error code reads as a [`SourceError`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    Unreachable,
+    NotFound,
+    Denied,
+    TimedOut,
+    Other,
+}
+
+fn class_of(code: RDKafkaErrorCode) -> Class {
+    use RDKafkaErrorCode as E;
+    match code {
+        E::BrokerTransportFailure
+        | E::AllBrokersDown
+        | E::Resolve
+        | E::SSL
+        | E::BrokerNotAvailable
+        | E::LeaderNotAvailable
+        | E::NotLeaderForPartition
+        | E::CoordinatorNotAvailable
+        | E::NotCoordinator
+        | E::CoordinatorLoadInProgress
+        | E::NetworkException => Class::Unreachable,
+        E::UnknownTopicOrPartition | E::UnknownTopic | E::UnknownPartition => Class::NotFound,
+        E::Authentication
+        | E::SaslAuthenticationFailed
+        | E::IllegalSASLState
+        | E::UnsupportedSASLMechanism
+        | E::TopicAuthorizationFailed
+        | E::GroupAuthorizationFailed
+        | E::ClusterAuthorizationFailed => Class::Denied,
+        E::OperationTimedOut | E::RequestTimedOut | E::MessageTimedOut => Class::TimedOut,
+        _ => Class::Other,
+    }
+}
+
+/// Partitions as (topic, partition), with each one's position in that list.
+struct Partitions {
+    keys: Vec<PartitionKey>,
+}
+
+impl Partitions {
+    fn list(&self, which: impl Fn(usize) -> bool, offset: Offset) -> Result<TopicPartitionList, KafkaError> {
+        let mut list = TopicPartitionList::with_capacity(self.keys.len());
+        for (i, (topic, partition)) in self.keys.iter().enumerate() {
+            // Not `add_partition_offset`: it finds the element it just added by a linear search, which makes
+            // building a list of 10,000 partitions cost more than the round trips it is for.
+            if which(i) {
+                list.add_partition(topic, *partition).set_offset(offset)?;
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// One request on its way through a batch.
+struct Plan {
+    request: Request,
+    /// Its partitions, then (in the same order) their committed offsets.
+    partitions: Partitions,
+    committed: Vec<Option<i64>>,
+    /// Why it failed, once it did.
+    failed: Option<SourceError>,
+}
+
+/// A partition's answer to a ListOffsets round: its offset, or the error librdkafka gave for it.
+type Offsets = HashMap<PartitionKey, Result<Option<i64>, KafkaError>>;
+
+impl ClusterClient {
+    /// Every request's partitions and offsets, in one Metadata request, one OffsetFetch per group and one ListOffsets
+    /// per leader for all of them (two under `earliest`). A failure of the cluster fails every request; a failure of
+    /// one group, topic or partition fails only the requests that measure it.
+    fn measure_all(&self, requests: Vec<Request>) -> Answers {
+        let deadline = Instant::now() + budget(self.read_timeout);
+        let mut held = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match &mut *held {
+            Some(client) => client,
+            empty => match self.connect() {
+                Ok(client) => empty.insert(client),
+                Err(error) => return requests.into_iter().map(|request| (request, Err(error.clone()))).collect(),
+            },
+        };
+        client.take_events();
+        match self.measure(client, deadline, &requests) {
+            Ok(answers) => {
+                client.last_event.set(None);
+                answers
+            }
+            Err(error) => requests.into_iter().map(|request| (request, Err(error.clone()))).collect(),
+        }
+    }
 
     fn connect(&self) -> Result<Client, SourceError> {
-        let consumer = self.config.client_config().create().map_err(|e| SourceError::Unreachable {
-            endpoint: self.endpoint(),
+        let consumer = self.settings.create().map_err(|e| SourceError::Unreachable {
+            endpoint: self.endpoint.clone(),
             detail: self.secrets.scrub(&format!("cannot create the Kafka client: {e}")),
         })?;
         Ok(Client { consumer, last_event: Cell::new(None) })
@@ -626,70 +732,65 @@ impl Inner {
         }
     }
 
-    /// Every measured partition's offsets, in one OffsetFetch and one ListOffsets per leader (two under `earliest`).
-    fn offsets_of_group(&self, client: &Client, deadline: Instant) -> Result<Vec<Measured>, SourceError> {
+    fn measure(&self, client: &Client, deadline: Instant, requests: &[Request]) -> Result<Answers, SourceError> {
         let consumer = &client.consumer;
-        let group = || format!("consumer group `{}`", self.config.group);
+        let named: BTreeSet<&str> = requests.iter().filter_map(|r| r.topic.as_deref()).collect();
+        // One topic's metadata when one is asked for, as a single reader does; else every topic's, in one request.
+        let one = match named.iter().next() {
+            Some(topic) if named.len() == 1 && requests.iter().all(|r| r.topic.is_some()) => Some(*topic),
+            _ => None,
+        };
         let metadata = consumer
-            .fetch_metadata(self.config.topic.as_deref(), self.left(client, deadline)?)
+            .fetch_metadata(one, self.left(client, deadline)?)
             .map_err(|e| self.failed(client, "topic metadata", &e))?;
-        let mut partitions = self.partitions(&metadata)?;
-        // librdkafka refuses an empty partition list: a cluster with no topics has no lag.
-        if partitions.keys.is_empty() {
-            return Ok(Vec::new());
-        }
+        let mut plans: Vec<Plan> = requests
+            .iter()
+            .map(|request| {
+                let (partitions, failed) = match self.partitions(request, &metadata) {
+                    Ok(partitions) => (partitions, None),
+                    Err(error) => (Partitions { keys: Vec::new() }, Some(error)),
+                };
+                Plan { request: request.clone(), committed: vec![None; partitions.keys.len()], partitions, failed }
+            })
+            .collect();
 
-        let asked = partitions.list(|_| true, Offset::Invalid).map_err(|e| self.failed(client, &group(), &e))?;
-        let answer = consumer
-            .committed_offsets(asked, self.left(client, deadline)?)
-            .map_err(|e| self.failed(client, &group(), &e))?;
-        let mut committed = vec![None; partitions.keys.len()];
-        self.fill(client, &partitions, &answer, |i, offset| committed[i] = offset)?;
-        if self.config.topic.is_none() {
-            let kept = committed_topics(&partitions, &committed);
-            let (keys, offsets): (Vec<_>, Vec<_>) = partitions
-                .keys
+        self.committed(client, deadline, &mut plans)?;
+        for plan in plans.iter_mut().filter(|p| p.failed.is_none() && p.request.topic.is_none()) {
+            let kept = committed_topics(&plan.partitions, &plan.committed);
+            let (keys, offsets): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.partitions.keys)
                 .into_iter()
-                .zip(committed)
+                .zip(std::mem::take(&mut plan.committed))
                 .filter(|((topic, _), _)| kept.contains(topic.as_str()))
                 .unzip();
-            (partitions, committed) = (Partitions { keys }, offsets);
-            if partitions.keys.is_empty() {
-                return Ok(Vec::new());
-            }
+            (plan.partitions, plan.committed) = (Partitions { keys }, offsets);
         }
 
-        let mut end = vec![None; partitions.keys.len()];
-        let all = |_| true;
-        self.offsets(client, deadline, &partitions, all, (Offset::End, "log-end offsets"), &mut end)?;
-        let mut low = vec![None; partitions.keys.len()];
-        if self.config.offset_reset_policy == OffsetResetPolicy::Earliest && committed.iter().any(Option::is_none) {
-            let uncommitted = |i: usize| committed[i].is_none();
-            let at = (Offset::Beginning, "low watermarks");
-            self.offsets(client, deadline, &partitions, uncommitted, at, &mut low)?;
-        }
+        let live = |plan: &&Plan| plan.failed.is_none();
+        let mut wanted: BTreeSet<&PartitionKey> = plans.iter().filter(live).flat_map(|p| &p.partitions.keys).collect();
+        let end = self.offsets(client, deadline, &wanted, (Offset::End, "log-end offsets"))?;
+        wanted = plans
+            .iter()
+            .filter(live)
+            .filter(|p| p.request.earliest)
+            .flat_map(|p| p.partitions.keys.iter().zip(&p.committed).filter(|(_, c)| c.is_none()).map(|(k, _)| k))
+            .collect();
+        let low = self.offsets(client, deadline, &wanted, (Offset::Beginning, "low watermarks"))?;
 
-        let mut measured = Vec::with_capacity(partitions.keys.len());
-        for (i, (topic, partition)) in partitions.keys.iter().enumerate() {
-            let end = end[i].ok_or_else(|| SourceError::Protocol {
-                endpoint: self.endpoint(),
-                detail: format!("no log-end offset for {topic}/{partition}"),
-            })?;
-            let offsets = PartitionOffsets { committed: committed[i], end, low: low[i], first_seen_end: None };
-            measured.push(((topic.clone(), *partition), offsets));
-        }
-        Ok(measured)
+        Ok(plans.into_iter().map(|plan| (plan.request.clone(), self.assemble(client, plan, &end, &low))).collect())
     }
 
-    /// Every partition to measure: the topic's, or every topic's when no topic is named.
-    fn partitions(&self, metadata: &Metadata) -> Result<Partitions, SourceError> {
+    /// Every partition `request` measures: its topic's, or every topic's when it names none.
+    fn partitions(&self, request: &Request, metadata: &Metadata) -> Result<Partitions, SourceError> {
         let mut keys = Vec::new();
         for topic in metadata.topics() {
+            if request.topic.as_deref().is_some_and(|named| named != topic.name()) {
+                continue;
+            }
             if let Some(error) = topic.error() {
-                match &self.config.topic {
+                match &request.topic {
                     Some(_) => {
                         let code = RDKafkaErrorCode::from(error);
-                        let what = format!("topic `{}` on {}", topic.name(), self.endpoint());
+                        let what = format!("topic `{}` on {}", topic.name(), self.endpoint);
                         return Err(self.classified(code, what, code.to_string(), None));
                     }
                     // One topic being created or deleted as we look must not fail every read.
@@ -698,70 +799,140 @@ impl Inner {
             }
             keys.extend(topic.partitions().iter().map(|p| (topic.name().to_owned(), p.id())));
         }
-        match &self.config.topic {
+        match &request.topic {
             Some(name) if keys.is_empty() => Err(SourceError::NotFound {
-                what: format!("topic `{name}` on {}", self.endpoint()),
+                what: format!("topic `{name}` on {}", self.endpoint),
                 detail: "the cluster lists no partitions for it".into(),
             }),
             _ => Ok(Partitions { keys }),
         }
     }
 
-    /// One ListOffsets round per leader for the partitions `which` picks, at `at` (`End` or `Beginning`, with
-    /// what that reads, for errors), into `into`.
-    fn offsets(
-        &self,
-        client: &Client,
-        deadline: Instant,
-        partitions: &Partitions,
-        which: impl Fn(usize) -> bool,
-        (at, what): (Offset, &str),
-        into: &mut [Option<i64>],
-    ) -> Result<(), SourceError> {
-        let asked = partitions.list(which, at).map_err(|e| self.failed(client, what, &e))?;
-        let answer = client
-            .consumer
-            .offsets_for_times(asked, self.left(client, deadline)?)
-            .map_err(|e| self.failed(client, what, &e))?;
-        self.fill(client, partitions, &answer, |i, offset| into[i] = offset)
-    }
-
-    /// Puts each partition's answer where `index` says, failing on the first partition that has an error.
-    fn fill(
-        &self,
-        client: &Client,
-        partitions: &Partitions,
-        answer: &TopicPartitionList,
-        mut put: impl FnMut(usize, Option<i64>),
-    ) -> Result<(), SourceError> {
-        let index = partitions.index();
-        for element in answer.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            if let Err(error) = element.error() {
-                return Err(self.failed(client, &format!("partition {topic}/{partition}"), &error));
+    /// The committed offsets of every plan's group on its partitions: one OffsetFetch per group to its coordinator,
+    /// all in flight at once on this one client (librdkafka's ListConsumerGroupOffsets admin call).
+    fn committed(&self, client: &Client, deadline: Instant, plans: &mut [Plan]) -> Result<(), SourceError> {
+        let mut asks = Vec::new();
+        for (i, plan) in plans.iter_mut().enumerate() {
+            // librdkafka refuses an empty partition list: a cluster with no topics has no lag.
+            if plan.failed.is_some() || plan.partitions.keys.is_empty() {
+                continue;
             }
-            if let Some(&i) = index.get(&(topic, partition)) {
-                put(
-                    i,
-                    match element.offset() {
-                        Offset::Offset(n) => Some(n),
-                        _ => None,
-                    },
-                );
+            match plan.partitions.list(|_| true, Offset::Invalid) {
+                Ok(list) => asks.push((i, list)),
+                Err(error) => plan.failed = Some(self.failed(client, &group_of(&plan.request), &error)),
+            }
+        }
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let asked: Vec<(&str, &TopicPartitionList)> =
+            asks.iter().map(|(i, list)| (plans[*i].request.group.as_str(), list)).collect();
+        let answers = groups::committed_offsets(&client.consumer, &asked, self.left(client, deadline)?);
+        for ((i, _), answer) in asks.iter().zip(answers) {
+            let plan = &mut plans[*i];
+            let group = group_of(&plan.request);
+            let offsets = match answer {
+                None => {
+                    plan.failed = Some(self.timed_out(client, &format!("{group}: no answer in time")));
+                    continue;
+                }
+                Some(Err(error)) => {
+                    plan.failed = Some(self.failed(client, &group, &error));
+                    continue;
+                }
+                Some(Ok(offsets)) => offsets,
+            };
+            let index: HashMap<(&str, i32), usize> =
+                plan.partitions.keys.iter().enumerate().map(|(i, (t, p))| ((t.as_str(), *p), i)).collect();
+            for offset in offsets {
+                if let Some(code) = offset.error {
+                    let what = format!("partition {}/{}", offset.topic, offset.partition);
+                    plan.failed = Some(self.failed(client, &what, &KafkaError::OffsetFetch(code)));
+                    break;
+                }
+                if let Some(&at) = index.get(&(offset.topic.as_str(), offset.partition)) {
+                    plan.committed[at] = (offset.offset >= 0).then_some(offset.offset);
+                }
             }
         }
         Ok(())
     }
 
+    /// One ListOffsets round per leader for `partitions` at `at` (`End` or `Beginning`, with what that reads, for
+    /// errors). A round that fails as a whole fails the batch; a partition's own error stays with that partition.
+    fn offsets(
+        &self,
+        client: &Client,
+        deadline: Instant,
+        partitions: &BTreeSet<&PartitionKey>,
+        (at, what): (Offset, &str),
+    ) -> Result<Offsets, SourceError> {
+        if partitions.is_empty() {
+            return Ok(Offsets::new());
+        }
+        let mut asked = TopicPartitionList::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            asked.add_partition(topic, *partition).set_offset(at).map_err(|e| self.failed(client, what, &e))?;
+        }
+        let answer = client
+            .consumer
+            .offsets_for_times(asked, self.left(client, deadline)?)
+            .map_err(|e| self.failed(client, what, &e))?;
+        Ok(answer
+            .elements()
+            .iter()
+            .map(|element| {
+                let offset = element.error().map(|()| match element.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                });
+                ((element.topic().to_owned(), element.partition()), offset)
+            })
+            .collect())
+    }
+
+    /// A plan's measured partitions, or the first thing that failed it.
+    fn assemble(
+        &self,
+        client: &Client,
+        plan: Plan,
+        end: &Offsets,
+        low: &Offsets,
+    ) -> Result<Vec<Measured>, SourceError> {
+        if let Some(error) = plan.failed {
+            return Err(error);
+        }
+        let offset = |offsets: &Offsets, key: &PartitionKey| -> Result<Option<i64>, SourceError> {
+            match offsets.get(key) {
+                Some(Ok(offset)) => Ok(*offset),
+                Some(Err(error)) => Err(self.failed(client, &format!("partition {}/{}", key.0, key.1), error)),
+                None => Ok(None),
+            }
+        };
+        let mut measured = Vec::with_capacity(plan.partitions.keys.len());
+        for (key, committed) in plan.partitions.keys.into_iter().zip(plan.committed) {
+            let end = offset(end, &key)?.ok_or_else(|| SourceError::Protocol {
+                endpoint: self.endpoint.clone(),
+                detail: format!("no log-end offset for {}/{}", key.0, key.1),
+            })?;
+            let low = if plan.request.earliest && committed.is_none() { offset(low, &key)? } else { None };
+            measured.push((key, PartitionOffsets { committed, end, low, first_seen_end: None }));
+        }
+        Ok(measured)
+    }
+
     /// A failed call to librdkafka as a [`SourceError`]; `what` names the thing asked about.
     fn failed(&self, client: &Client, what: &str, error: &KafkaError) -> SourceError {
         let Some(code) = error.rdkafka_error_code() else {
-            return SourceError::Protocol { endpoint: self.endpoint(), detail: self.secrets.scrub(&error.to_string()) };
+            return SourceError::Protocol {
+                endpoint: self.endpoint.clone(),
+                detail: self.secrets.scrub(&error.to_string()),
+            };
         };
         if class_of(code) == Class::TimedOut {
             return self.timed_out(client, &format!("{what}: {error}"));
         }
-        self.classified(code, format!("{what} on {}", self.endpoint()), error.to_string(), None)
+        self.classified(code, format!("{what} on {}", self.endpoint), error.to_string(), None)
     }
 
     /// A call that ran out of time: unreachable or denied when librdkafka said so meanwhile, else a timeout.
@@ -769,7 +940,7 @@ impl Inner {
         client.take_events();
         match client.last_event.get() {
             Some(code) if matches!(class_of(code), Class::Unreachable | Class::Denied) => {
-                self.classified(code, self.endpoint(), detail.to_owned(), Some(code))
+                self.classified(code, self.endpoint.clone(), detail.to_owned(), Some(code))
             }
             _ => SourceError::Timeout(self.read_timeout),
         }
@@ -788,12 +959,20 @@ impl Inner {
         };
         let (what, detail) = (self.secrets.scrub(&what), self.secrets.scrub(&detail));
         match class_of(code) {
-            Class::Unreachable | Class::TimedOut => SourceError::Unreachable { endpoint: self.endpoint(), detail },
+            Class::Unreachable | Class::TimedOut => {
+                SourceError::Unreachable { endpoint: self.endpoint.clone(), detail }
+            }
             Class::NotFound => SourceError::NotFound { what, detail },
             Class::Denied => SourceError::Denied { what, detail },
-            Class::Other => SourceError::Protocol { endpoint: self.endpoint(), detail: format!("{what}: {detail}") },
+            Class::Other => {
+                SourceError::Protocol { endpoint: self.endpoint.clone(), detail: format!("{what}: {detail}") }
+            }
         }
     }
+}
+
+fn group_of(request: &Request) -> String {
+    format!("consumer group `{}`", request.group)
 }
 
 /// Messages produced per second since the previous read, when it measured the same partitions; remembers this read
