@@ -104,6 +104,23 @@ enum Command {
     /// with the same time are one tick; a source without a row in a tick counts as a failed read. Each decision
     /// is assumed applied at once.
     Replay(ReplayArgs),
+    /// Show what a running agent is doing: per target the current and desired count, the rule and reason of the
+    /// last decision, each source's last reading or error and its age, holds, fallbacks and leadership.
+    ///
+    /// Asks the agent's `/status` on its metrics listener, as `kubectl get hpa` does for the HPA: --agent URL, else
+    /// `metrics.listen` of -c FILE (an address of all interfaces is asked on 127.0.0.1), else
+    /// http://127.0.0.1:9095. In a cluster, `kubectl port-forward` to the agent's pod first.
+    Status {
+        /// The agent's metrics address, e.g. http://127.0.0.1:9095.
+        #[arg(long, value_name = "URL")]
+        agent: Option<String>,
+        /// The agent's config file, for its `metrics.listen`.
+        #[arg(short, long, value_name = "FILE", env = "QUEUE_SCALER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the JSON the agent serves instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -192,7 +209,8 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The simulator runs the agent's loop thousands of times; its per-decision logs would drown the report.
-    let default_level = if matches!(cli.command, Command::Simulate(_) | Command::Replay(_)) { "warn" } else { "info" };
+    let quiet = matches!(cli.command, Command::Simulate(_) | Command::Replay(_) | Command::Status { .. });
+    let default_level = if quiet { "warn" } else { "info" };
     init_logging(cli.log_format, default_level);
     // Several client libraries link rustls; name the one crypto provider so none has to guess.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -232,6 +250,17 @@ fn main() -> ExitCode {
         }
         Command::Simulate(args) => print_or_fail(simulate(&args)),
         Command::Replay(args) => print_or_fail(replay(&args)),
+        Command::Status { agent, config, json } => match status_url(agent, config.as_deref()) {
+            // An agent that does not answer is not bad input: exit 1, as a failed `run` does.
+            Ok(url) => match runtime().block_on(status(&url, json)) {
+                Ok(table) => print_or_fail(Ok(table)),
+                Err(error) => {
+                    eprintln!("queue-scaler: {}", describe(&error));
+                    ExitCode::FAILURE
+                }
+            },
+            Err(error) => config_failure(&error),
+        },
         Command::Scale { deployment, replicas, hold, release, namespace } => outcome(runtime().block_on(async {
             let client = kube::Client::try_default().await.context("cannot find Kubernetes credentials")?;
             let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
@@ -245,6 +274,40 @@ fn main() -> ExitCode {
             Ok(())
         })),
     }
+}
+
+/// Where `queue-scaler status` asks: `--agent`, else the config's metrics listener, else the default one.
+fn status_url(agent: Option<String>, config: Option<&std::path::Path>) -> Result<String, ConfigError> {
+    if let Some(agent) = agent {
+        let agent = if agent.contains("://") { agent } else { format!("http://{agent}") };
+        return Ok(format!("{}/status", agent.trim_end_matches('/')));
+    }
+    let listen = match config {
+        Some(path) => Config::load(path)?.metrics.listen_addr(),
+        None => None,
+    };
+    let mut addr = listen.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9095)));
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{addr}/status"))
+}
+
+async fn status(url: &str, json: bool) -> anyhow::Result<String> {
+    let unreachable =
+        || format!("cannot ask the agent at {url}; is it running there? Name its metrics address with --agent");
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(unreachable)?
+        .error_for_status()
+        .with_context(unreachable)?;
+    let text = response.text().await.with_context(unreachable)?;
+    let status: queue_scaler::agent::status::AgentStatus =
+        serde_json::from_str(&text).with_context(|| format!("{url} answered, but not with an agent's status"))?;
+    Ok(if json { format!("{}\n", serde_json::to_string_pretty(&status)?) } else { status.table() })
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {

@@ -42,6 +42,12 @@ pub const SCALE_EVENTS: &str = "queue_scaler_scale_events_total";
 pub const SCALE_WRITE_ERRORS: &str = "queue_scaler_scale_write_errors_total";
 /// 1 for the rule that had the last word in the latest decision, 0 for rules that had it before.
 pub const DECISION_INFO: &str = "queue_scaler_decision_info";
+/// 1 while another autoscaler (an HPA, a KEDA ScaledObject) scales the target, by that autoscaler.
+pub const OTHER_CONTROLLER: &str = "queue_scaler_other_controller";
+/// Changes of the replica count by others, by who made them (from `managedFields`).
+pub const CHANGED_BY_OTHERS: &str = "queue_scaler_replicas_changed_by_others_total";
+/// 1 while the agent backs off a target that others keep changing.
+pub const BACKING_OFF: &str = "queue_scaler_backing_off";
 /// 1 while a manual hold keeps the agent away from the target.
 pub const HOLD_ACTIVE: &str = "queue_scaler_hold_active";
 /// 1 while this agent is the leader.
@@ -80,6 +86,12 @@ fn describe() {
     describe_counter!(SCALE_EVENTS, "Replica count changes written, by direction.");
     describe_counter!(SCALE_WRITE_ERRORS, "Writes of the replica count that failed.");
     describe_gauge!(DECISION_INFO, "1 for the rule that had the last word in the latest decision.");
+    describe_gauge!(
+        OTHER_CONTROLLER,
+        "1 while another autoscaler scales the Deployment and the agent leaves it alone."
+    );
+    describe_counter!(CHANGED_BY_OTHERS, "Changes of the Deployment's replica count by other writers, by writer.");
+    describe_gauge!(BACKING_OFF, "1 while the agent backs off a Deployment whose replica count others keep changing.");
     describe_gauge!(HOLD_ACTIVE, "1 while a manual hold keeps the agent away from the Deployment.");
     describe_gauge!(LEADER, "1 while this agent is the leader and acts, 0 while it stands by.");
     describe_gauge!(BUILD_INFO, "The running queue-scaler version.");
@@ -203,6 +215,23 @@ impl TargetMetrics {
     /// Records a failed write.
     pub fn write_failed(&self) {
         self.write_errors.increment(1);
+    }
+
+    /// Records whether `owner` (another autoscaler) scales the target.
+    pub fn other_controller(&self, owner: &str, scaling: bool) {
+        let labels = [("deployment", self.deployment.clone()), ("owner", owner.to_owned())];
+        gauge!(OTHER_CONTROLLER, &labels).set(f64::from(u8::from(scaling)));
+    }
+
+    /// Counts a change of the replica count by `writer`.
+    pub fn changed_by_other(&self, writer: &str) {
+        let labels = [("deployment", self.deployment.clone()), ("writer", writer.to_owned())];
+        counter!(CHANGED_BY_OTHERS, &labels).increment(1);
+    }
+
+    /// Records whether the agent backs off the target.
+    pub fn backing_off(&self, backing_off: bool) {
+        gauge!(BACKING_OFF, "deployment" => self.deployment.clone()).set(f64::from(u8::from(backing_off)));
     }
 
     /// Records that a manual hold is in force.

@@ -2,9 +2,8 @@
 //!
 //! Builds the Kubernetes client (in-cluster, else `KUBECONFIG`/`~/.kube/config`), starts one Deployment watch for
 //! the namespace, the leader election and the config reload, serves `/metrics`, `/healthz` and `/readyz`, and runs
-//! one [`TargetLoop`] task per target until shutdown is signalled. A reloaded config replaces the loops; their
-//! decision state starts fresh, seeded from the current replica counts, so a reload never causes a sudden
-//! scale-down. Nothing here decides anything.
+//! one [`TargetLoop`] task per target until shutdown is signalled. A reloaded config keeps what the loops learned
+//! ([`reload::carry_over`]). Nothing here decides anything.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,11 +16,13 @@ use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
 use super::leader::{ElectionSettings, Elector, Leadership};
+use super::status::StatusBoard;
 use super::{Clock, LoopSettings, TargetLoop, reload};
 use crate::config::Config;
 use crate::http::{self, Response};
 use crate::source::Source;
 use crate::target::deployment::{DeploymentTarget, DeploymentWatch};
+use crate::target::other_controllers::OtherControllers;
 
 /// Flags of `queue-scaler run`.
 #[derive(Debug, Clone, Default)]
@@ -75,8 +76,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     let identity = identity();
     let (deployments, drive_watch) = DeploymentWatch::start(client.clone(), &namespace);
     let watch_task = tokio::spawn(drive_watch);
+    let (others, drive_others) = OtherControllers::start(client.clone(), &namespace);
+    let others_task = tokio::spawn(drive_others);
 
-    let metrics_server = if options.once { None } else { Some(serve_metrics(&config, deployments.clone()).await?) };
+    let board = StatusBoard::default();
+    let metrics_server =
+        if options.once { None } else { Some(serve_metrics(&config, deployments.clone(), board.clone()).await?) };
     tracing::info!(
         %namespace, %identity, targets = config.targets.len(), poll_interval = ?config.poll_interval,
         dry_run = options.dry_run, "starting"
@@ -87,28 +92,30 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     check_self(&config).map_err(StartError::ScalesItself)?;
 
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
-    let build = |config: &Config| -> Vec<TargetLoop<DeploymentTarget>> {
-        let settings = LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
-        config
-            .targets
-            .iter()
-            .map(|target| {
-                let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, config.read_timeout)).collect();
-                let deployment = DeploymentTarget::new(
-                    client.clone(),
-                    deployments.clone(),
-                    &target.deployment,
-                    &identity,
-                    target.scale_down,
-                );
-                TargetLoop::new(target, sources, deployment, settings, config.secrets.clone(), leadership.clone())
-            })
-            .collect()
+    board.follow(&leadership);
+    let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
+    let builder = |config: &Config| {
+        let (client, deployments, identity, leadership, others) =
+            (client.clone(), deployments.clone(), identity.clone(), leadership.clone(), others.clone());
+        let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
+        move |target: &crate::config::TargetConfig| {
+            let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout)).collect();
+            let deployment = DeploymentTarget::new(
+                client.clone(),
+                deployments.clone(),
+                &target.deployment,
+                &identity,
+                target.scale_down,
+                leadership.clone(),
+                others.clone(),
+            );
+            TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone())
+        }
     };
     let clock = Clock::starting_at(chrono::Utc::now());
 
     if options.once {
-        for mut target_loop in build(&config) {
+        for mut target_loop in config.targets.iter().map(builder(&config)) {
             target_loop.tick(&clock).await;
         }
     } else {
@@ -124,10 +131,27 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
             ));
         }
         let mut shutdown = shutdown;
+        let mut running = Vec::new();
+        let mut first = true;
         loop {
             let config = configs.borrow_and_update().clone();
+            let (mut loops, carried) =
+                reload::carry_over(running, &config.targets, settings_of(&config), builder(&config));
+            let names: Vec<String> = config.targets.iter().map(|t| t.deployment.clone()).collect();
+            for target_loop in &mut loops {
+                target_loop.report_to(board.clone(), &names);
+            }
+            if !std::mem::take(&mut first) {
+                tracing::info!(
+                    kept = carried.kept,
+                    changed = carried.changed,
+                    added = carried.added,
+                    removed = carried.removed,
+                    "reloaded: unchanged targets keep everything they learned, changed ones keep their windows"
+                );
+            }
             let (stop_loops, loops_stop) = watch::channel(false);
-            let tasks: Vec<_> = build(&config)
+            let tasks: Vec<_> = loops
                 .into_iter()
                 .map(|target_loop| tokio::spawn(target_loop.run(config.poll_interval, clock, loops_stop.clone())))
                 .collect();
@@ -136,10 +160,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 changed = configs.changed() => changed.is_ok(),
             };
             let _ = stop_loops.send(true);
+            running = Vec::with_capacity(tasks.len());
             for task in tasks {
                 // A loop task only ends when told to; a panic in one is a bug worth surfacing in the log.
-                if let Err(e) = task.await {
-                    tracing::error!(error = %e, "a target loop ended abnormally");
+                match task.await {
+                    Ok(target_loop) => running.push(target_loop),
+                    Err(e) => tracing::error!(error = %e, "a target loop ended abnormally"),
                 }
             }
             if !reloaded {
@@ -149,6 +175,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         tracing::info!("stopped");
     }
     watch_task.abort();
+    others_task.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -222,13 +249,14 @@ fn refuse_scaling_itself(
 async fn serve_metrics(
     config: &Config,
     deployments: DeploymentWatch,
+    board: StatusBoard,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let addr = config.metrics.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
     let handle = crate::metrics::install().map_err(|e| StartError::Metrics(e.to_string()))?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%addr, "serving /metrics, /status, /healthz and /readyz");
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -239,6 +267,7 @@ async fn serve_metrics(
     });
     let route = move |path: &str| match path {
         "/metrics" => Some(Response::metrics(handle.render())),
+        "/status" => Some(Response::json(serde_json::to_string(&board.snapshot()).unwrap_or_default())),
         "/healthz" => Some(Response::text("ok\n")),
         "/readyz" if deployments.is_ready() => Some(Response::text("ready\n")),
         "/readyz" => Some(Response::unavailable("waiting for the first list of Deployments\n")),

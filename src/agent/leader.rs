@@ -8,7 +8,12 @@
 //!
 //! Safety comes from [`Leadership`]: an agent counts as leader only until `renewDeadline` after its last successful
 //! renewal began. That deadline is shorter than the lease duration, so a leader that is partitioned or stalled
-//! stops acting before any standby may take over — there is no moment with two writers.
+//! stops acting before any standby may take over — there is no moment with two writers. A write takes time (and
+//! idle-first scale-down several calls), so the write path asks [`Leadership::may_write`] again immediately before
+//! each call that changes something: it requires a margin of validity left (a third of the lease duration, the
+//! same as between the renew deadline and the lease's expiry), so a call sent then reaches the API server before
+//! any standby can take over. What a pause between that check and the call could still deliver late is fenced by
+//! the `resourceVersion` the scale write carries: the new leader's first write changes it, so the old one's fails.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,21 +58,29 @@ impl ElectionSettings {
 pub struct Leadership {
     valid_until: Arc<Mutex<Option<Instant>>>,
     always: bool,
+    /// How much validity a write needs left when it is sent.
+    write_margin: Duration,
 }
 
 impl Leadership {
     /// Leadership that never lapses: for a single agent with election turned off.
     pub fn always() -> Leadership {
-        Leadership { valid_until: Arc::new(Mutex::new(None)), always: true }
+        Leadership { valid_until: Arc::new(Mutex::new(None)), always: true, write_margin: Duration::ZERO }
     }
 
-    fn elected() -> Leadership {
-        Leadership { valid_until: Arc::new(Mutex::new(None)), always: false }
+    fn elected(write_margin: Duration) -> Leadership {
+        Leadership { valid_until: Arc::new(Mutex::new(None)), always: false, write_margin }
     }
 
     /// True while the last successful renewal is recent enough.
     pub fn is_leading(&self) -> bool {
         self.always || self.until().is_some_and(|until| Instant::now() < until)
+    }
+
+    /// True while this agent leads with enough time left to send a write that lands before any standby may take
+    /// over: asked immediately before each call that changes something.
+    pub fn may_write(&self) -> bool {
+        self.always || self.until().is_some_and(|until| Instant::now() + self.write_margin < until)
     }
 
     fn until(&self) -> Option<Instant> {
@@ -83,7 +96,7 @@ impl Leadership {
 impl Leadership {
     /// Leadership a test turns on and off by hand.
     pub(crate) fn switchable() -> Leadership {
-        Leadership::elected()
+        Leadership::elected(Duration::ZERO)
     }
 
     /// Leads (for a day) or stands by, from now.
@@ -112,7 +125,7 @@ enum Attempt {
 impl Elector {
     /// An elector for the Lease in `api`'s namespace, and the leadership it maintains.
     pub fn new(api: Api<Lease>, settings: ElectionSettings) -> (Elector, Leadership) {
-        let leadership = Leadership::elected();
+        let leadership = Leadership::elected(settings.lease_duration.saturating_sub(settings.renew_deadline));
         (Elector { api, settings, leadership: leadership.clone(), observed: None }, leadership)
     }
 

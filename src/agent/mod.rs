@@ -16,7 +16,9 @@
 
 pub mod cluster;
 pub mod leader;
+pub mod other_writers;
 pub mod reload;
+pub mod status;
 
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ use crate::redact::Secrets;
 use crate::source::{ReadBacklog, Reading, Source, SourceError};
 use crate::target::{Hold, ScaleTarget, TargetError};
 use leader::Leadership;
+use other_writers::{OtherWriters, Verdict};
+use status::StatusBoard;
 
 /// Monotonic time for the windows and wall time for the schedules, both from tokio's clock, so that a paused
 /// runtime moves them together.
@@ -64,16 +68,20 @@ impl Clock {
 pub enum Tick {
     /// A decision was made (and written, unless it kept the count or this is a dry run).
     Decided(Decision),
-    /// A manual hold is in force; nothing was read or written.
-    Held,
+    /// A manual hold is in force on a target at this count; nothing was read or written.
+    Held(Hold, u32),
     /// Another agent leads; nothing was read or written.
     Standby,
     /// The target could not be read; nothing was decided.
     TargetUnavailable(TargetError),
+    /// Another autoscaler (`Kind/name`) scales the target; it is left alone.
+    OtherController(String),
+    /// Others kept changing the target's count; it is left alone until then.
+    BackingOff(tokio::time::Instant),
 }
 
 /// How a loop behaves, beyond the target's own config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoopSettings {
     /// The longest a source read may take.
     pub read_timeout: Duration,
@@ -83,6 +91,8 @@ pub struct LoopSettings {
 
 /// One target's loop: its sources, its decision state, its target and its metrics.
 pub struct TargetLoop<T> {
+    /// The target's config, so a reload can tell whether it changed.
+    spec: TargetConfig,
     deployment: String,
     autoscaler: Autoscaler,
     sources: Vec<Source>,
@@ -98,6 +108,10 @@ pub struct TargetLoop<T> {
     interrupted: bool,
     /// A write sent without an answer in time, as (when, from, to): it may have landed.
     unconfirmed: Option<(std::time::Instant, u32, u32)>,
+    /// Where `queue-scaler status` reads this loop's state, when something serves it.
+    board: Option<StatusBoard>,
+    /// Other autoscalers and writers of the count.
+    others: OtherWriters,
 }
 
 /// The longest a write to the target may take, all API calls included.
@@ -146,6 +160,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
     ) -> Self {
         let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
         TargetLoop {
+            spec: config.clone(),
             deployment: config.deployment.clone(),
             autoscaler: Autoscaler::new(config),
             metrics: TargetMetrics::new(&config.deployment, &source_names),
@@ -159,7 +174,15 @@ impl<T: ScaleTarget> TargetLoop<T> {
             backoff: WriteBackoff::default(),
             interrupted: false,
             unconfirmed: None,
+            board: None,
+            others: OtherWriters::default(),
         }
+    }
+
+    /// Reports every tick and read to `board`, which also lists `all` the targets of the config.
+    pub fn report_to(&mut self, board: StatusBoard, all: &[String]) {
+        board.register(&self.deployment, &self.source_names, all);
+        self.board = Some(board);
     }
 
     /// The target this loop writes.
@@ -167,14 +190,31 @@ impl<T: ScaleTarget> TargetLoop<T> {
         &self.target
     }
 
-    /// Runs ticks every `poll` until `shutdown` turns true; a tick in progress finishes first.
-    pub async fn run(mut self, poll: Duration, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+    /// The target's config.
+    pub fn spec(&self) -> &TargetConfig {
+        &self.spec
+    }
+
+    /// Whether a loop built from `spec` with `settings` would be this one.
+    pub fn is_built_from(&self, spec: &TargetConfig, settings: LoopSettings) -> bool {
+        self.spec == *spec && self.settings == settings
+    }
+
+    /// Takes over `previous`'s stabilization windows and rate history: a target whose config changed keeps what it
+    /// remembers of recent counts, so a reload never restarts its scale-down window or lifts its rate limits.
+    pub fn keep_windows_of(&mut self, previous: TargetLoop<T>) {
+        self.autoscaler.take_windows(previous.autoscaler);
+    }
+
+    /// Runs ticks every `poll` until `shutdown` turns true; a tick in progress finishes first. Returns the loop, so a
+    /// reload can keep what it learned.
+    pub async fn run(mut self, poll: Duration, clock: Clock, mut shutdown: watch::Receiver<bool>) -> Self {
         let mut interval = tokio::time::interval(poll);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = shutdown.wait_for(|stop| *stop) => return self,
                 _ = interval.tick() => {}
             }
             self.tick(&clock).await;
@@ -185,6 +225,45 @@ impl<T: ScaleTarget> TargetLoop<T> {
     pub async fn tick(&mut self, clock: &Clock) -> Tick {
         let tick = self.poll(clock).await;
         self.interrupted = !matches!(tick, Tick::Decided(_));
+        if self.interrupted {
+            // Whatever happened to the count meanwhile (another leader's writes, a hold) is nobody's fight.
+            self.others.expect(None);
+        }
+        if let Some(board) = &self.board {
+            let secrets = &self.secrets;
+            board.ticked(&self.deployment, |status| match &tick {
+                Tick::Decided(decision) => {
+                    status.state = "decided".into();
+                    (status.current, status.desired) = (Some(decision.current), Some(decision.desired));
+                    status.rule = Some(decision.reason.rule.code().to_owned());
+                    status.reason = Some(secrets.scrub(&decision.reason.to_string()));
+                    status.hold = None;
+                    status.fallback = decision.sources.iter().any(|s| s.fallback);
+                }
+                Tick::Held(hold, replicas) => {
+                    status.state = "held".into();
+                    status.current = Some(*replicas);
+                    status.hold = Some(match hold {
+                        Hold::Until(until) => format!("until {}", until.to_rfc3339()),
+                        Hold::Unreadable(why) => why.clone(),
+                    });
+                }
+                Tick::Standby => status.state = "standby".into(),
+                Tick::TargetUnavailable(error) => {
+                    status.state = "unavailable".into();
+                    status.reason = Some(error.to_string());
+                }
+                Tick::OtherController(owner) => {
+                    status.state = "other-controller".into();
+                    status.reason = Some(format!("{owner} scales it; not managed"));
+                }
+                Tick::BackingOff(until) => {
+                    status.state = "backing-off".into();
+                    let left = until.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+                    status.reason = Some(format!("others kept changing its count; backing off for {left} s more"));
+                }
+            });
+        }
         tick
     }
 
@@ -192,7 +271,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
         if !self.leadership.is_leading() {
             return Tick::Standby;
         }
-        let state = match self.target.read().await {
+        let mut state = match self.target.read().await {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(deployment = %self.deployment, %error, "cannot read the target; skipping this poll");
@@ -207,6 +286,11 @@ impl<T: ScaleTarget> TargetLoop<T> {
             self.metrics.scaled(from, to);
         }
         let (_, wall) = clock.now();
+        match self.others.judge(&mut state, wall, &self.target, &self.metrics, &self.deployment).await {
+            Verdict::Manage => {}
+            Verdict::OtherController(owner) => return Tick::OtherController(owner),
+            Verdict::BackingOff(until) => return Tick::BackingOff(until),
+        }
         if let Some(hold) = state.hold.as_ref().filter(|h| h.is_active(wall)) {
             match hold {
                 Hold::Until(until) => {
@@ -217,7 +301,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 }
             }
             self.metrics.held(state.replicas);
-            return Tick::Held;
+            return Tick::Held(hold.clone(), state.replicas);
         }
 
         let readings = self.read_sources().await;
@@ -227,7 +311,8 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
         let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
         self.metrics.decision(&decision, &readings);
-        self.apply(&decision, now).await;
+        let found_next = self.apply(&decision, now).await;
+        self.others.expect(found_next);
         Tick::Decided(decision)
     }
 
@@ -248,6 +333,13 @@ impl<T: ScaleTarget> TargetLoop<T> {
             .map(|(i, (took, result))| {
                 self.metrics.read(i, took, &result);
                 self.note_source_health(i, &result);
+                if let Some(board) = &self.board {
+                    let outcome = match &result {
+                        Ok(reading) => Ok(reading.backlog),
+                        Err(error) => Err((error.kind(), self.secrets.scrub(&error.to_string()))),
+                    };
+                    board.read(&self.deployment, i, outcome);
+                }
                 result.ok()
             })
             .collect()
@@ -276,24 +368,26 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
     }
 
-    async fn apply(&mut self, decision: &Decision, now: std::time::Instant) {
+    /// Writes the decision if it changes the count; returns the count the next tick should find if nobody else
+    /// writes, when that is known.
+    async fn apply(&mut self, decision: &Decision, now: std::time::Instant) -> Option<u32> {
         let (from, to) = (decision.current, decision.desired);
         let reason = self.secrets.scrub(&decision.reason.to_string());
         if from == to {
             tracing::debug!(deployment = %self.deployment, replicas = to, %reason, "no change");
-            return;
+            return Some(from);
         }
         if self.settings.dry_run {
             tracing::info!(deployment = %self.deployment, from, to, %reason, "would scale (dry run)");
-            return;
+            return Some(from);
         }
         if !self.leadership.is_leading() {
             tracing::info!(deployment = %self.deployment, from, to, "leadership lapsed before the write; not scaling");
-            return;
+            return None;
         }
         if !self.backoff.allows_a_write() {
             tracing::debug!(deployment = %self.deployment, from, to, "backing off after a failed write");
-            return;
+            return Some(from);
         }
         let written = match tokio::time::timeout(WRITE_TIMEOUT, self.target.write(from, to, &reason)).await {
             Ok(result) => result,
@@ -308,10 +402,13 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 self.autoscaler.record_scale(now, from, to);
                 self.metrics.scaled(from, to);
                 tracing::info!(deployment = %self.deployment, from, to, %reason, "scaled");
+                Some(to)
             }
-            // Not a fault: someone else moved the count; decide again from the new one next poll.
-            Err(error @ TargetError::Changed { .. }) => {
+            // Not a fault: someone else moved the count, a hold came, or leadership lapsed during the write; the next
+            // poll decides again from what it finds (someone else's count was already found changed).
+            Err(error @ (TargetError::Changed { .. } | TargetError::Held(_) | TargetError::NotLeading)) => {
                 tracing::info!(deployment = %self.deployment, from, to, %error, "not scaled");
+                None
             }
             Err(error) => {
                 self.metrics.write_failed();
@@ -320,6 +417,8 @@ impl<T: ScaleTarget> TargetLoop<T> {
                     deployment = %self.deployment, from, to, %error, retry_in = ?retry_in,
                     "could not write the replica count"
                 );
+                // A write that went unanswered may have landed; one that failed outright did not.
+                self.unconfirmed.is_none().then_some(from)
             }
         }
     }

@@ -1,16 +1,25 @@
-//! Config reload: a changed config file takes effect without a restart; a broken one changes nothing.
+//! Config reload: a changed config file takes effect without a restart; a broken one changes nothing; and what the
+//! running loops learned survives.
 //!
 //! In a pod the file is a ConfigMap volume, which Kubernetes updates by swapping a symlink. Watching the file by
 //! content (reading it every couple of seconds and comparing) catches that swap, an in-place edit and a replaced
 //! file alike, with no inotify subtleties — and a config file is small.
+//!
+//! A reload is usually about one target, so it must not cost the others their memory: [`carry_over`] keeps the
+//! running loop of every target whose config did not change (its windows, rate history, learned job durations,
+//! burst state, failure streaks and open connections), and a target whose config changed gets a new loop that keeps
+//! its windows and rate history, so a reload never restarts a scale-down window or lifts a rate limit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use super::{LoopSettings, TargetLoop};
+use crate::config::{Config, TargetConfig};
+use crate::target::ScaleTarget;
 
 /// How often the file is read.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -54,4 +63,51 @@ pub async fn watch_file(
             }
         }
     }
+}
+
+/// What a reload did with the running loops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarriedOver {
+    /// Targets whose config did not change: their loops run on as they were.
+    pub kept: usize,
+    /// Targets whose config changed: new loops with the old windows.
+    pub changed: usize,
+    /// New targets.
+    pub added: usize,
+    /// Targets no longer in the config: their loops end.
+    pub removed: usize,
+}
+
+/// The loops for `targets`, carrying over what `running` learned (see the module documentation); `build` makes a
+/// fresh loop for a target.
+pub fn carry_over<T: ScaleTarget>(
+    running: Vec<TargetLoop<T>>,
+    targets: &[TargetConfig],
+    settings: LoopSettings,
+    mut build: impl FnMut(&TargetConfig) -> TargetLoop<T>,
+) -> (Vec<TargetLoop<T>>, CarriedOver) {
+    let mut by_deployment: HashMap<String, TargetLoop<T>> =
+        running.into_iter().map(|l| (l.spec().deployment.clone(), l)).collect();
+    let mut carried = CarriedOver::default();
+    let loops = targets
+        .iter()
+        .map(|target| match by_deployment.remove(&target.deployment) {
+            Some(running) if running.is_built_from(target, settings) => {
+                carried.kept += 1;
+                running
+            }
+            Some(running) => {
+                carried.changed += 1;
+                let mut fresh = build(target);
+                fresh.keep_windows_of(running);
+                fresh
+            }
+            None => {
+                carried.added += 1;
+                build(target)
+            }
+        })
+        .collect();
+    carried.removed = by_deployment.len();
+    (loops, carried)
 }

@@ -176,6 +176,8 @@ pub struct SourceVerdict {
     pub failing: bool,
     /// Failed reads in a row.
     pub failure_streak: u32,
+    /// Whether its recommendation is the fallback count (it kept failing).
+    pub fallback: bool,
 }
 
 /// One decision for one target.
@@ -366,6 +368,11 @@ impl Autoscaler {
         }
     }
 
+    /// Takes `previous`'s windows and rate history (a reload that changed the target's config).
+    pub fn take_windows(&mut self, previous: Autoscaler) {
+        self.behavior = previous.behavior;
+    }
+
     /// Remembers that the count was changed from `from` to `to` at `now`, for the rate policies.
     pub fn record_scale(&mut self, now: Instant, from: u32, to: u32) {
         self.behavior
@@ -442,7 +449,7 @@ impl Autoscaler {
             .map(|(streak, count)| match count {
                 Some(count) => {
                     *streak = 0;
-                    SourceVerdict { recommendation: count.capped, failing: false, failure_streak: 0 }
+                    SourceVerdict { recommendation: count.capped, failing: false, failure_streak: 0, fallback: false }
                 }
                 None => {
                     *streak = streak.saturating_add(1);
@@ -451,6 +458,7 @@ impl Autoscaler {
                         recommendation: fallback.map_or(current, |f| f.replicas.max(current)),
                         failing: true,
                         failure_streak: *streak,
+                        fallback: fallback.is_some(),
                     }
                 }
             })

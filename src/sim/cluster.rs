@@ -72,7 +72,7 @@ impl SimulatedDeployment {
 
 impl ScaleTarget for SimulatedDeployment {
     async fn read(&self) -> Result<ScaleState, TargetError> {
-        Ok(ScaleState { replicas: lock(&self.world).replicas(), hold: None })
+        Ok(ScaleState { replicas: lock(&self.world).replicas(), ..ScaleState::default() })
     }
 
     async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<(), TargetError> {

@@ -7,11 +7,14 @@
 //! worker how many jobs it holds (the drain library's `GET /status` on `workerMetricsPort`), and sets the cost once:
 //! idle pods lowest, pods it could not ask next, busy pods by the work they hold. It is best effort by design: if
 //! pods cannot be listed or read, the scale-down happens anyway and the log says so.
+//!
+//! A Deployment may have hundreds of pods and some answer slowly, so each pod is asked and, if its cost changes,
+//! patched as soon as it answers, [`PODS_AT_ONCE`] at a time: 200 pods whose answers take up to the one-second
+//! limit cost a few seconds, not 200. The caller bounds the whole with a time budget of its own.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -23,6 +26,20 @@ pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
 /// How long one worker may take to say how busy it is.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pods asked (and patched) at once.
+pub const PODS_AT_ONCE: usize = 64;
+
+/// How many pods were marked, by what they said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marked {
+    /// Pods with no job in flight (cost 0).
+    pub idle: usize,
+    /// Pods holding jobs.
+    pub busy: usize,
+    /// Pods that could not be asked (cost 1).
+    pub unknown: usize,
+}
 
 /// What a worker said about its load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,42 +81,51 @@ struct Status {
     in_flight: u64,
 }
 
-/// Sets the deletion cost of every running pod the selector picks; returns the costs set, by pod name.
+/// Sets the deletion cost of every running pod the selector picks, while `may_write` allows (this agent leads);
+/// returns how many pods of each kind were marked.
 pub async fn mark_idle_pods_first(
     pods: &Api<Pod>,
     http: &reqwest::Client,
     selector: &LabelSelector,
     port: u16,
-) -> Result<BTreeMap<String, i32>, String> {
+    may_write: &(impl Fn() -> bool + Sync),
+) -> Result<Marked, String> {
     let listed = pods
         .list(&ListParams::default().labels(&selector_query(selector)))
         .await
         .map_err(|e| format!("cannot list the pods: {e}"))?;
-    let running: Vec<(String, Option<String>, Option<String>)> = listed
-        .items
-        .into_iter()
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-        .filter_map(|pod| {
-            let name = pod.metadata.name?;
-            let ip = pod.status.and_then(|s| s.pod_ip);
-            let current = pod.metadata.annotations.and_then(|mut a| a.remove(DELETION_COST));
-            Some((name, ip, current))
+    let running = listed.items.into_iter().filter(|pod| pod.metadata.deletion_timestamp.is_none()).filter_map(|pod| {
+        let name = pod.metadata.name?;
+        let ip = pod.status.and_then(|s| s.pod_ip);
+        let current = pod.metadata.annotations.and_then(|mut a| a.remove(DELETION_COST));
+        Some((name, ip, current))
+    });
+    let mut marking = futures::stream::iter(running)
+        .map(|(name, ip, current)| async move {
+            let load = ask(http, ip.as_deref(), port).await;
+            let cost = cost(load);
+            // Set once: an unchanged value is not written again.
+            if current.as_deref() != Some(cost.to_string().as_str()) {
+                if !may_write() {
+                    return Err("this agent no longer leads".to_owned());
+                }
+                let patch = json!({ "metadata": { "annotations": { DELETION_COST: cost.to_string() } } });
+                pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| format!("cannot annotate pod {name}: {e}"))?;
+            }
+            Ok(load)
         })
-        .collect();
-    let loads = join_all(running.iter().map(|(_, ip, _)| ask(http, ip.as_deref(), port))).await;
-    let mut costs = BTreeMap::new();
-    for ((name, _, current), load) in running.into_iter().zip(loads) {
-        let cost = cost(load);
-        // Set once: an unchanged value is not written again.
-        if current.as_deref() != Some(cost.to_string().as_str()) {
-            let patch = json!({ "metadata": { "annotations": { DELETION_COST: cost.to_string() } } });
-            pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| format!("cannot annotate pod {name}: {e}"))?;
+        .buffer_unordered(PODS_AT_ONCE);
+    let mut marked = Marked::default();
+    while let Some(load) = marking.next().await {
+        match load? {
+            Load::InFlight(0) => marked.idle += 1,
+            Load::InFlight(_) => marked.busy += 1,
+            Load::Unknown => marked.unknown += 1,
         }
-        costs.insert(name, cost);
     }
-    Ok(costs)
+    Ok(marked)
 }
 
 async fn ask(http: &reqwest::Client, ip: Option<&str>, port: u16) -> Load {

@@ -2,11 +2,16 @@
 //!
 //! Reads are free: one list-and-watch per namespace ([`DeploymentWatch`]) keeps every Deployment's replica count and
 //! annotations in memory, so a thousand targets polled every second cost the API server nothing. Writes are rare and
-//! careful: the `scale` subresource is read fresh, the write is refused if the count is no longer the one the
-//! decision was made from, and the patch carries the `resourceVersion` it read, so a concurrent change (a human with
-//! `kubectl scale`, another agent) makes the API answer 409 instead of being overwritten. Every write is told as a
-//! Kubernetes Event on the Deployment (`SuccessfulRescale`, as the HPA says), with the decision's reason, so
-//! `kubectl describe deployment` tells the story.
+//! careful: the Deployment is read fresh, the write is dropped if a manual hold appeared or the count is no longer
+//! the one the decision was made from, leadership is asked again right before each call that changes something,
+//! and the scale patch carries the `resourceVersion` it read, so any concurrent change (a human with `kubectl
+//! scale` or `queue-scaler scale --hold`, another agent) makes the API answer 409 — a changed target, decided again
+//! next poll — instead of being overwritten. Every write is told as a Kubernetes Event on the Deployment
+//! (`SuccessfulRescale`, as the HPA says), with the decision's reason, so `kubectl describe deployment` tells the
+//! story.
+//!
+//! Idle-first scale-down ([`deletion_cost`]) has a budget of its own, [`IDLE_FIRST_BUDGET`], inside the write's:
+//! when it runs out, the scale-down goes ahead with the pods marked so far, and says so.
 //!
 //! At most [`CONCURRENT_WRITES`] writes are in flight per agent: when a thousand targets scale in the same second,
 //! each concurrent request would otherwise hold a connection of its own to the API server, and the agent a
@@ -26,11 +31,22 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use super::other_controllers::OtherControllers;
 use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
+use crate::agent::leader::Leadership;
 use crate::config::ScaleDownConfig;
+
+/// How the agent's writes are named in `managedFields`, so that it can tell its own writes from others'.
+pub const FIELD_MANAGER: &str = "queue-scaler";
+
+/// How `queue-scaler scale` (a human) is named in `managedFields`.
+pub const CLI_FIELD_MANAGER: &str = "queue-scaler-cli";
 
 /// The most scale writes (with their Events) one agent has in flight at once.
 pub const CONCURRENT_WRITES: usize = 8;
+
+/// The longest idle-first scale-down may take before the scale-down goes ahead without it: half the write's time.
+pub const IDLE_FIRST_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every Deployment of one namespace, kept current by a watch.
 #[derive(Clone)]
@@ -109,12 +125,30 @@ pub fn selector_matches(
     labels_match && expressions_match
 }
 
-/// The pod template is most of a Deployment's size and none of the autoscaler's business.
+/// The pod template is most of a Deployment's size and none of the autoscaler's business, nor are the field
+/// managers other than those of `spec.replicas`.
 fn forget_what_scaling_does_not_need(deployment: &mut Deployment) {
-    deployment.metadata.managed_fields = None;
+    if let Some(managed) = deployment.metadata.managed_fields.as_mut() {
+        managed.retain(sets_replicas);
+    }
     if let Some(spec) = deployment.spec.as_mut() {
         spec.template = Default::default();
     }
+}
+
+/// Whether a `managedFields` entry owns `spec.replicas`.
+fn sets_replicas(entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry) -> bool {
+    entry.fields_v1.as_ref().and_then(|f| f.0.get("f:spec")).and_then(|spec| spec.get("f:replicas")).is_some()
+}
+
+/// The manager that last set `spec.replicas`, by the entries' times.
+fn replicas_set_by(deployment: &Deployment) -> Option<String> {
+    let managed = deployment.metadata.managed_fields.as_ref()?;
+    managed
+        .iter()
+        .filter(|e| sets_replicas(e))
+        .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+        .and_then(|e| e.manager.clone())
 }
 
 /// One Deployment to scale.
@@ -127,6 +161,8 @@ pub struct DeploymentTarget {
     name: String,
     reporter: String,
     scale_down: ScaleDownConfig,
+    leadership: Leadership,
+    others: OtherControllers,
 }
 
 /// The longest Event note the API accepts.
@@ -134,13 +170,15 @@ const MAX_NOTE_BYTES: usize = 1024;
 
 impl DeploymentTarget {
     /// The Deployment `name` in the watched namespace; scale writes are told as Events from `reporter` (this
-    /// agent's identity).
+    /// agent's identity) and sent only while `leadership` allows.
     pub fn new(
         client: kube::Client,
         watch: DeploymentWatch,
         name: &str,
         reporter: &str,
         scale_down: ScaleDownConfig,
+        leadership: Leadership,
+        others: OtherControllers,
     ) -> DeploymentTarget {
         DeploymentTarget {
             api: Api::namespaced(client.clone(), &watch.namespace),
@@ -151,19 +189,27 @@ impl DeploymentTarget {
             name: name.to_owned(),
             reporter: reporter.to_owned(),
             scale_down,
+            leadership,
+            others,
         }
     }
 
-    /// Best effort: sets the pods' deletion cost so idle workers go first; never stops the scale-down.
-    async fn prefer_idle_pods(&self) {
-        let Some(selector) = self.watch.get(&self.name).and_then(|d| d.spec.as_ref().map(|s| s.selector.clone()))
-        else {
-            return;
-        };
+    /// Best effort, within [`IDLE_FIRST_BUDGET`]: sets the pods' deletion cost so idle workers go first; never stops
+    /// the scale-down.
+    async fn prefer_idle_pods(&self, selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) {
         let port = self.scale_down.worker_metrics_port;
-        match deletion_cost::mark_idle_pods_first(&self.pods, &self.http, &selector, port).await {
-            Ok(costs) => tracing::info!(deployment = %self.name, ?costs, "set pod-deletion-cost: idle pods go first"),
-            Err(error) => tracing::warn!(deployment = %self.name, %error, "scaling down without idle-first"),
+        let may_write = || self.leadership.may_write();
+        let marking = deletion_cost::mark_idle_pods_first(&self.pods, &self.http, selector, port, &may_write);
+        match tokio::time::timeout(IDLE_FIRST_BUDGET, marking).await {
+            Ok(Ok(marked)) => tracing::info!(
+                deployment = %self.name, idle = marked.idle, busy = marked.busy, unknown = marked.unknown,
+                "set pod-deletion-cost: idle pods go first"
+            ),
+            Ok(Err(error)) => tracing::warn!(deployment = %self.name, %error, "scaling down without idle-first"),
+            Err(_) => tracing::warn!(
+                deployment = %self.name, budget = ?IDLE_FIRST_BUDGET,
+                "idle-first ran out of its time budget; scaling down with the pods marked so far"
+            ),
         }
     }
 
@@ -171,7 +217,12 @@ impl DeploymentTarget {
     /// the first note, which would show every later write with the first write's reason; each decision has its
     /// own, so each gets its own Event, named as client-go names them (`<object>.<unix nanos in hex>`).
     fn tell(&self, uid: Option<String>, to: u32, reason: &str) {
-        let mut note = format!("New size: {to}; reason: {reason}");
+        self.event(uid, ("Normal", "SuccessfulRescale", "Scale"), format!("New size: {to}; reason: {reason}"));
+    }
+
+    /// Creates one Event on the Deployment, of `(type, reason, action)`, on its own task: telling must never hold up
+    /// or fail what it tells.
+    fn event(&self, uid: Option<String>, (type_, reason, action): (&str, &str, &str), mut note: String) {
         if note.len() > MAX_NOTE_BYTES {
             let mut cut = MAX_NOTE_BYTES - 3;
             while !note.is_char_boundary(cut) {
@@ -188,9 +239,9 @@ impl DeploymentTarget {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some("Normal".to_owned()),
-            reason: Some("SuccessfulRescale".to_owned()),
-            action: Some("Scale".to_owned()),
+            type_: Some(type_.to_owned()),
+            reason: Some(reason.to_owned()),
+            action: Some(action.to_owned()),
             note: Some(note),
             regarding: Some(ObjectReference {
                 api_version: Some("apps/v1".to_owned()),
@@ -204,12 +255,11 @@ impl DeploymentTarget {
             reporting_instance: Some(self.reporter.clone()),
             ..Event::default()
         };
-        // The scale is written; telling it must not hold up or fail the write, so it goes on its own.
         let (events, deployment, writes) = (self.events.clone(), self.name.clone(), self.watch.writes.clone());
         tokio::spawn(async move {
             let _slot = writes.acquire_owned().await;
             if let Err(error) = events.create(&PostParams::default(), &event).await {
-                tracing::warn!(%deployment, %error, "scaled, but could not record the Event");
+                tracing::warn!(%deployment, %error, "could not record the Event");
             }
         });
     }
@@ -222,37 +272,78 @@ impl DeploymentTarget {
 impl ScaleTarget for DeploymentTarget {
     async fn read(&self) -> Result<ScaleState, TargetError> {
         let deployment = self.watch.get(&self.name).ok_or_else(|| self.not_found())?;
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let hold =
-            deployment.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
-        Ok(ScaleState { replicas: u32::try_from(replicas).unwrap_or(0), hold })
+        Ok(self.state_of(&deployment))
+    }
+
+    async fn read_fresh(&self) -> Result<ScaleState, TargetError> {
+        let deployment = self.api.get(&self.name).await.map_err(|e| self.api_error(e))?;
+        Ok(self.state_of(&deployment))
+    }
+
+    fn warn(&self, reason: &str, note: &str) {
+        let uid = self.watch.get(&self.name).and_then(|d| d.metadata.uid.clone());
+        self.event(uid, ("Warning", reason, "Scale"), note.to_owned());
     }
 
     async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
         // The semaphore is never closed, so the only error is impossible; a slot is held until the write is done.
         let _slot = self.watch.writes.acquire().await;
-        let scale = self.api.get_scale(&self.name).await.map_err(|e| self.api_error(e))?;
-        let found = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        // The whole object, not only its scale: the hold annotation is re-checked at write time, and the scale
+        // subresource shares the Deployment's resourceVersion, which fences everything that happens from here on.
+        let fresh = self.api.get(&self.name).await.map_err(|e| self.api_error(e))?;
+        let hold = fresh.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
+        if let Some(hold) = hold.filter(|h| h.is_active(chrono::Utc::now())) {
+            return Err(TargetError::Held(match hold {
+                Hold::Until(until) => format!("held until {until}"),
+                Hold::Unreadable(why) => why,
+            }));
+        }
+        let found = fresh.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if found != i32::try_from(from).unwrap_or(i32::MAX) {
             return Err(TargetError::Changed { expected: from, found: Some(u32::try_from(found).unwrap_or(0)) });
         }
         if to < from && self.scale_down.idle_first {
-            self.prefer_idle_pods().await;
+            if !self.leadership.may_write() {
+                return Err(TargetError::NotLeading);
+            }
+            if let Some(selector) = fresh.spec.as_ref().map(|s| &s.selector) {
+                self.prefer_idle_pods(selector).await;
+            }
+        }
+        if !self.leadership.may_write() {
+            return Err(TargetError::NotLeading);
         }
         let patch = json!({
-            "metadata": { "resourceVersion": scale.metadata.resource_version },
+            "metadata": { "resourceVersion": fresh.metadata.resource_version },
             "spec": { "replicas": to },
         });
-        self.api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.api_error(e))?;
-        self.tell(scale.metadata.uid, to, reason);
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+        match self.api.patch_scale(&self.name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            // The Deployment changed since it was read (a human, a hold, another writer): not a failure of the API.
+            Err(kube::Error::Api(status)) if status.is_conflict() => {
+                return Err(TargetError::Changed { expected: from, found: None });
+            }
+            Err(e) => return Err(self.api_error(e)),
+        }
+        self.tell(fresh.metadata.uid, to, reason);
         Ok(())
     }
 }
 
 impl DeploymentTarget {
+    fn state_of(&self, deployment: &Deployment) -> ScaleState {
+        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let hold =
+            deployment.metadata.annotations.as_ref().and_then(|a| a.get(HOLD_ANNOTATION)).map(|v| Hold::parse(v));
+        ScaleState {
+            replicas: u32::try_from(replicas).unwrap_or(0),
+            hold,
+            other_controller: self.others.owner_of(&self.name),
+            replicas_set_by: replicas_set_by(deployment),
+        }
+    }
+
     fn api_error(&self, error: kube::Error) -> TargetError {
         api_error(error, &self.watch.namespace, &self.name)
     }
@@ -305,6 +396,7 @@ pub async fn change_by_hand(
 ) -> Result<(), TargetError> {
     let api: Api<Deployment> = Api::namespaced(client, namespace);
     let to_error = |e| api_error(e, namespace, name);
+    let params = PatchParams { field_manager: Some(CLI_FIELD_MANAGER.to_owned()), ..PatchParams::default() };
     let annotation = match (change.hold_until, change.release) {
         (Some(until), _) => Some(json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
         (None, true) => Some(serde_json::Value::Null),
@@ -312,11 +404,11 @@ pub async fn change_by_hand(
     };
     if let Some(value) = annotation {
         let patch = json!({ "metadata": { "annotations": { HOLD_ANNOTATION: value } } });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+        api.patch(name, &params, &Patch::Merge(&patch)).await.map_err(to_error)?;
     }
     if let Some(replicas) = change.replicas {
         let patch = json!({ "spec": { "replicas": replicas } });
-        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(to_error)?;
+        api.patch_scale(name, &params, &Patch::Merge(&patch)).await.map_err(to_error)?;
     }
     Ok(())
 }

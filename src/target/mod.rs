@@ -6,6 +6,7 @@
 
 pub mod deletion_cost;
 pub mod deployment;
+pub mod other_controllers;
 
 use std::future::Future;
 
@@ -15,12 +16,17 @@ use chrono::{DateTime, Utc};
 pub const HOLD_ANNOTATION: &str = "queue-scaler.io/hold-until";
 
 /// What the loop needs to know about a target before deciding.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScaleState {
     /// The replica count the target runs now (the Deployment's `spec.replicas`).
     pub replicas: u32,
     /// A manual hold: the agent must not write before this time.
     pub hold: Option<Hold>,
+    /// Another autoscaler that scales this target (`HorizontalPodAutoscaler/NAME`, `ScaledObject/NAME`): the agent
+    /// leaves it alone.
+    pub other_controller: Option<String>,
+    /// Who last set the replica count, as the API's `managedFields` name it (`kubectl`, `argocd-controller`, ...).
+    pub replicas_set_by: Option<String>,
 }
 
 /// A manual hold on a target.
@@ -73,6 +79,12 @@ pub enum TargetError {
         /// The count the target has now, when known.
         found: Option<u32>,
     },
+    /// A manual hold was set after the tick read the target: the write is dropped.
+    #[error("a hold was set since the target was read: {0}")]
+    Held(String),
+    /// This agent's leadership lapsed, or has too little time left, to send the write.
+    #[error("this agent no longer leads with time to spare; the write is left to the new leader")]
+    NotLeading,
     /// The API refused or failed the request.
     #[error("the Kubernetes API answered {code}: {message}")]
     Api {
@@ -94,6 +106,16 @@ pub trait ScaleTarget: Send + Sync {
     /// humans (e.g. a Kubernetes Event). Fails with [`TargetError::Changed`] if the count is no longer `from`, so a
     /// decision is never applied to a state it was not made for.
     fn write(&self, from: u32, to: u32, reason: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// The current count and hold read from the source of truth rather than a cache, for when a cached read is in
+    /// doubt; targets without a cache read as [`ScaleTarget::read`] does.
+    fn read_fresh(&self) -> impl Future<Output = Result<ScaleState, TargetError>> + Send {
+        self.read()
+    }
+
+    /// Tells the humans watching the target about a problem with it (a Kubernetes Warning Event); `reason` is a
+    /// CamelCase code, `note` a scrubbed sentence. Targets nobody watches that way ignore it.
+    fn warn(&self, _reason: &str, _note: &str) {}
 }
 
 #[cfg(test)]

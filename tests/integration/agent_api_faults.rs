@@ -34,7 +34,9 @@ async fn scenario(fault: FaultKind, times: usize, method: Method) -> (FakeKube, 
     queue.publish(0, 60).await;
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "worker", 1, &[("app", "worker")]);
-    kube.inject(Fault { method: Some(method), path_contains: "/deployments/worker/scale".into(), kind: fault, times });
+    // A write reads the Deployment fresh (GET …/deployments/worker), then patches its scale subresource.
+    let path = if method == Method::GET { "/deployments/worker" } else { "/deployments/worker/scale" };
+    kube.inject(Fault { method: Some(method), path_contains: path.into(), kind: fault, times });
     let agent = Agent::start(&kube, NS, &body(&queue.name, 0), &[]).await;
     (kube, agent, queue)
 }
@@ -69,7 +71,7 @@ async fn conflicts_and_dropped_connections_end_in_the_right_count() {
 #[tokio::test]
 async fn a_stalled_api_times_out_and_the_agent_stays_responsive() {
     let (kube, agent, queue) = scenario(FaultKind::Stall(Duration::from_secs(12)), 1, Method::GET).await;
-    // The first write's read of the scale stalls past the 10 s write timeout.
+    // The first write's read of the Deployment stalls past the 10 s write timeout.
     agent.logged("no answer within 10s", Duration::from_secs(15)).await;
     assert!(agent.get("/metrics").await.is_some_and(|(status, _)| status == 200), "metrics served during the stall");
     queue.publish(60, 20).await;
@@ -86,7 +88,7 @@ async fn a_restarted_agent_waits_a_full_window_before_scaling_down() {
     let agent = Agent::start(&kube, NS, &body(&queue.name, 4), &[]).await;
     agent.ready(Duration::from_secs(20)).await;
     let started = Instant::now();
-    kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(10)).await.expect("scales down after the window");
+    kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20)).await.expect("scales down after the window");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(3500), "scaled down {waited:?} after the restart, before the window");
     agent.stop().await;
@@ -103,11 +105,11 @@ async fn however_many_targets_scale_at_once_only_a_few_writes_are_in_flight() {
             "  - deployment: worker-{i}\n    maxReplicas: 10\n    sources: [{{type: fixed, backlog: 20, backlogPerWorker: 10}}]\n"
         ));
     }
-    // Every write starts by reading the scale fresh: hold those reads, and count how many arrive together.
+    // Every write starts by reading its Deployment fresh: hold those reads, and count how many arrive together.
     let gate = Gate::default();
     kube.inject(Fault {
         method: Some(Method::GET),
-        path_contains: "/scale".into(),
+        path_contains: "/deployments/worker-".into(),
         kind: FaultKind::Hold(gate.clone()),
         times: TARGETS,
     });

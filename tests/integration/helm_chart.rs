@@ -94,8 +94,10 @@ async fn default_values_render_the_agent_with_namespaced_rbac_all_valid() {
 async fn the_role_grants_only_what_the_agent_uses_in_its_namespace() {
     let (_kube, rendered) = render("video", "transcoder-scaler", &["transcoding-worker.yaml"]).await;
     let expected = json!([
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["transcoder-scaler"],

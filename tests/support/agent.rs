@@ -81,6 +81,16 @@ impl Agent {
         format!("namespace: {namespace}\nmetrics:\n  listen: {metrics}\n{body}")
     }
 
+    /// Where it serves `/metrics` and `/status`.
+    pub fn metrics_address(&self) -> SocketAddr {
+        self.metrics
+    }
+
+    /// The config file it runs with.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
     /// Replaces the config file as a ConfigMap update does: a new file swapped in under the same name.
     pub fn rewrite_config(&self, namespace: &str, body: &str) {
         let next = self.config.with_extension("next");

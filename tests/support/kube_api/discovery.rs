@@ -62,7 +62,8 @@ fn core_versions(address: SocketAddr) -> Value {
 fn groups() -> Value {
     let groups: Vec<Value> = resources::groups()
         .map(|group| {
-            let version = json!({ "groupVersion": format!("{group}/v1"), "version": "v1" });
+            let served = resources::version_of(group);
+            let version = json!({ "groupVersion": format!("{group}/{served}"), "version": served });
             json!({ "name": group, "versions": [version], "preferredVersion": version })
         })
         .collect();

@@ -1,28 +1,70 @@
-//! Server-side apply's field ownership, reduced to what lease-based leader election relies on: each
-//! field remembers the manager that last set it, and an apply that would change a field another
-//! manager owns fails with 409 unless forced. kube-lease-manager takes an orphaned lease with such
-//! an apply, so without this two candidates could both believe they won. Fields an apply stops
-//! mentioning are not removed (real apply would), which no client here depends on.
+//! Server-side apply's field ownership, reduced to what clients here rely on: each field remembers the
+//! manager that last set it, and an apply that would change a field another manager owns fails with
+//! 409 unless forced (kube-lease-manager takes an orphaned lease with such an apply, so without this
+//! two candidates could both believe they won); and every object shows its `metadata.managedFields`
+//! as a real server does, one entry per manager with the fields it owns (`fieldsV1`), its operation
+//! and when it last wrote — which is how the agent names who changed `spec.replicas`. Fields an
+//! apply stops mentioning are not removed (real apply would), which no client here depends on.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 /// A field's path from the object root, such as `["spec", "holderIdentity"]`.
 type FieldPath = Vec<String>;
 
-/// Which manager last set each leaf field of one object.
+/// Which manager last set each leaf field of one object, and each manager's last write.
 #[derive(Debug, Default, Clone)]
-pub(super) struct FieldOwners(BTreeMap<FieldPath, String>);
+pub(super) struct FieldOwners {
+    fields: BTreeMap<FieldPath, String>,
+    /// Per manager: the operation (`Update` or `Apply`) and the time of its last write.
+    writes: BTreeMap<String, (&'static str, String)>,
+}
 
 impl FieldOwners {
+    /// `metadata.managedFields` for these owners: one entry per manager that owns a field, oldest
+    /// write first; `None` when nobody owns anything (objects the test seeded).
+    pub fn managed_fields(&self, api_version: &str) -> Option<Value> {
+        let mut by_manager: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+        fn insert(node: &mut Map<String, Value>, path: &[String]) {
+            if let Some((first, rest)) = path.split_first()
+                && let Value::Object(child) = node.entry(format!("f:{first}")).or_insert_with(|| json!({}))
+            {
+                insert(child, rest);
+            }
+        }
+        for (path, manager) in &self.fields {
+            insert(by_manager.entry(manager).or_default(), path);
+        }
+        let mut entries: Vec<(String, Value)> = by_manager
+            .into_iter()
+            .map(|(manager, fields)| {
+                let (operation, time) = self.writes.get(manager).cloned().unwrap_or(("Update", String::new()));
+                let entry = json!({
+                    "manager": manager,
+                    "operation": operation,
+                    "apiVersion": api_version,
+                    "time": time,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": fields,
+                });
+                (time, entry)
+            })
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        (!entries.is_empty()).then(|| Value::Array(entries.into_iter().map(|(_, e)| e).collect()))
+    }
+
+    fn wrote(&mut self, manager: &str, operation: &'static str) {
+        self.writes.insert(manager.to_string(), (operation, super::time::now()));
+    }
     /// The fields an apply of `config` by `manager` would take from other managers by changing
     /// their value in `live`, as `(owner, .dotted.path)` pairs.
     pub fn conflicts(&self, manager: &str, config: &Value, live: &Value) -> Vec<(String, String)> {
         leaves(config)
             .into_iter()
             .filter_map(|(path, wanted)| {
-                let owner = self.0.get(&path).filter(|owner| *owner != manager)?;
+                let owner = self.fields.get(&path).filter(|owner| *owner != manager)?;
                 let current = path.iter().try_fold(live, |value, key| value.get(key));
                 (current != Some(wanted) && !(wanted.is_null() && current.is_none()))
                     .then(|| (owner.clone(), format!(".{}", path.join("."))))
@@ -34,11 +76,12 @@ impl FieldOwners {
     pub fn claim(&mut self, manager: &str, config: &Value) {
         for (path, value) in leaves(config) {
             if value.is_null() {
-                self.0.remove(&path);
+                self.fields.remove(&path);
             } else {
-                self.0.insert(path, manager.to_string());
+                self.fields.insert(path, manager.to_string());
             }
         }
+        self.wrote(manager, "Apply");
     }
 
     /// Gives `manager` every field an update changed, and forgets fields it removed.
@@ -48,13 +91,18 @@ impl FieldOwners {
         let still_there = |path: &FieldPath| new.iter().any(|(p, _)| p == path);
         for (path, _) in &old {
             if !still_there(path) {
-                self.0.remove(path);
+                self.fields.remove(path);
             }
         }
+        let mut changed = false;
         for (path, value) in new {
             if !old.iter().any(|(p, v)| *p == path && *v == value) {
-                self.0.insert(path, manager.to_string());
+                self.fields.insert(path, manager.to_string());
+                changed = true;
             }
+        }
+        if changed {
+            self.wrote(manager, "Update");
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Kinds the fake keeps as they are sent, with no behaviour of their own: what `helm install` of the
 //! project's chart creates around the agent (ServiceAccount, ConfigMap, Service, Role, RoleBinding,
-//! PodDisruptionBudget, and the Prometheus Operator's ServiceMonitor, as if its CRD were installed).
+//! PodDisruptionBudget, and the Prometheus Operator's ServiceMonitor, as if its CRD were installed),
+//! and the other autoscalers the agent must not fight: `autoscaling/v2` HorizontalPodAutoscalers and
+//! KEDA's `keda.sh/v1alpha1` ScaledObjects (as if KEDA's CRDs were installed). Nothing here acts on
+//! them; the agent only reads which Deployment each one targets.
 //!
 //! Helm maps each manifest to a resource through discovery, reads each object (a 404 means it may
 //! create it without adopting someone else's), then creates it. A real server does nothing more for
@@ -28,10 +31,15 @@ pub enum PlainKind {
     PodDisruptionBudget,
     /// `monitoring.coreos.com/v1` ServiceMonitor.
     ServiceMonitor,
+    /// `autoscaling/v2` HorizontalPodAutoscaler.
+    HorizontalPodAutoscaler,
+    /// `keda.sh/v1alpha1` ScaledObject.
+    ScaledObject,
 }
 
 /// The named groups these kinds add to discovery.
-pub(super) const GROUPS: &[&str] = &["rbac.authorization.k8s.io", "policy", "monitoring.coreos.com"];
+pub(super) const GROUPS: &[&str] =
+    &["rbac.authorization.k8s.io", "policy", "monitoring.coreos.com", "autoscaling", "keda.sh"];
 
 /// A namespaced `v1` resource stored as sent.
 const fn plain(
@@ -43,9 +51,24 @@ const fn plain(
     categories: &'static [&'static str],
     kind: PlainKind,
 ) -> Endpoint {
+    at_version(group, "v1", plural, singular, kind_name, short_names, categories, kind)
+}
+
+/// A namespaced resource of `group/version` stored as sent.
+#[allow(clippy::too_many_arguments)]
+const fn at_version(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind_name: &'static str,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    kind: PlainKind,
+) -> Endpoint {
     Endpoint {
         group,
-        version: "v1",
+        version,
         plural,
         singular,
         kind_name,
@@ -82,9 +105,39 @@ static SERVICE_MONITORS: Endpoint = plain(
     PlainKind::ServiceMonitor,
 );
 
+static HORIZONTAL_POD_AUTOSCALERS: Endpoint = at_version(
+    "autoscaling",
+    "v2",
+    "horizontalpodautoscalers",
+    "horizontalpodautoscaler",
+    "HorizontalPodAutoscaler",
+    &["hpa"],
+    &["all"],
+    PlainKind::HorizontalPodAutoscaler,
+);
+static SCALED_OBJECTS: Endpoint = at_version(
+    "keda.sh",
+    "v1alpha1",
+    "scaledobjects",
+    "scaledobject",
+    "ScaledObject",
+    &["so"],
+    &["keda", "scaledobject"],
+    PlainKind::ScaledObject,
+);
+
 /// Every endpoint of a plain kind.
-pub(super) static ENDPOINTS: [&Endpoint; 7] =
-    [&SERVICE_ACCOUNTS, &CONFIG_MAPS, &SERVICES, &ROLES, &ROLE_BINDINGS, &POD_DISRUPTION_BUDGETS, &SERVICE_MONITORS];
+pub(super) static ENDPOINTS: [&Endpoint; 9] = [
+    &SERVICE_ACCOUNTS,
+    &CONFIG_MAPS,
+    &SERVICES,
+    &ROLES,
+    &ROLE_BINDINGS,
+    &POD_DISRUPTION_BUDGETS,
+    &SERVICE_MONITORS,
+    &HORIZONTAL_POD_AUTOSCALERS,
+    &SCALED_OBJECTS,
+];
 
 impl PlainKind {
     /// Where this kind is served.
@@ -97,6 +150,8 @@ impl PlainKind {
             PlainKind::RoleBinding => &ROLE_BINDINGS,
             PlainKind::PodDisruptionBudget => &POD_DISRUPTION_BUDGETS,
             PlainKind::ServiceMonitor => &SERVICE_MONITORS,
+            PlainKind::HorizontalPodAutoscaler => &HORIZONTAL_POD_AUTOSCALERS,
+            PlainKind::ScaledObject => &SCALED_OBJECTS,
         }
     }
 }

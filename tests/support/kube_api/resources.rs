@@ -143,6 +143,11 @@ pub(super) fn groups() -> impl Iterator<Item = &'static str> {
     GROUPS.iter().chain(plain::GROUPS).copied()
 }
 
+/// The one version the fake serves of a named `group`.
+pub(super) fn version_of(group: &str) -> &'static str {
+    served().find(|e| e.group == group).map_or("v1", |e| e.version)
+}
+
 /// The endpoint serving `plural` in `group/version`, if the fake serves it.
 pub(super) fn endpoint(group: &str, version: &str, plural: &str) -> Option<&'static Endpoint> {
     served().find(|e| e.group == group && e.version == version && e.plural == plural)

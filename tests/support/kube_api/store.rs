@@ -196,6 +196,12 @@ impl Store {
         }
         self.revision += 1;
         object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        if let Value::Object(metadata) = &mut object["metadata"] {
+            match owners.managed_fields(&endpoint.api_version()) {
+                Some(managed) => metadata.insert("managedFields".into(), managed),
+                None => metadata.remove("managedFields"),
+            };
+        }
         self.entries.insert(key.clone(), Entry { object: object.clone(), owners });
         self.record(key, change_type, object.clone(), previous);
         object
