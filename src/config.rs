@@ -147,14 +147,29 @@ pub struct TargetConfig {
     pub scale_down: ScaleDownConfig,
 }
 
-/// `scaleDown:` — choosing which pods go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `scaleDown:` — choosing which pods go, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleDownConfig {
     /// Before lowering replicas, ask each worker pod how many jobs it holds (the drain library's `/status`) and
     /// set `controller.kubernetes.io/pod-deletion-cost` so idle pods go first.
     #[serde(default)]
     pub idle_first: bool,
+    /// Quiet, then remove: before lowering replicas, tell the workers to go (`POST /quiet`: they stop taking jobs
+    /// and finish theirs), and lower `replicas` only once they hold none, so no job is interrupted.
+    #[serde(default)]
+    pub quiet: bool,
+    /// How long quiet workers may take to finish their jobs before the scale-down goes ahead with idle-first
+    /// deletion costs instead.
+    #[serde(default = "defaults::quiet_timeout", with = "duration")]
+    pub quiet_timeout: Duration,
+    /// A file holding the bearer token the workers' `/quiet` and `/resume` want (their `DRAIN_TOKEN`).
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    /// While a worker holds jobs, mark its pod so that node consolidation (Karpenter, the cluster autoscaler)
+    /// does not evict it.
+    #[serde(default)]
+    pub protect_busy: bool,
     /// The port of the workers' drain endpoint.
     #[serde(default = "defaults::worker_metrics_port")]
     pub worker_metrics_port: u16,
@@ -162,7 +177,14 @@ pub struct ScaleDownConfig {
 
 impl Default for ScaleDownConfig {
     fn default() -> Self {
-        ScaleDownConfig { idle_first: false, worker_metrics_port: defaults::worker_metrics_port() }
+        ScaleDownConfig {
+            idle_first: false,
+            quiet: false,
+            quiet_timeout: defaults::quiet_timeout(),
+            token_file: None,
+            protect_busy: false,
+            worker_metrics_port: defaults::worker_metrics_port(),
+        }
     }
 }
 
@@ -200,6 +222,9 @@ mod defaults {
     }
     pub fn worker_metrics_port() -> u16 {
         9091
+    }
+    pub fn quiet_timeout() -> Duration {
+        Duration::from_secs(30 * 60)
     }
     pub fn failure_threshold() -> u32 {
         3
@@ -521,6 +546,18 @@ impl TargetConfig {
             problems.push(Problem::new(
                 "scaleDown.workerMetricsPort",
                 "must be the port the workers serve the drain endpoint on (WORKER_METRICS_ADDR), e.g. 9091",
+            ));
+        }
+        if self.scale_down.quiet && self.scale_down.quiet_timeout.is_zero() {
+            problems.push(Problem::new(
+                "scaleDown.quietTimeout",
+                "must be longer than zero: how long quiet workers may take to finish their jobs, e.g. `30m`",
+            ));
+        }
+        if self.scale_down.token_file.is_some() && !self.scale_down.quiet {
+            problems.push(Problem::new(
+                "scaleDown.tokenFile",
+                "only applies with `quiet: true` (it authenticates /quiet and /resume); set quiet or remove it",
             ));
         }
         if let Some(latency) = &self.latency_target {

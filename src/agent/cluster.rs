@@ -113,7 +113,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 deployments.clone(),
                 &target.deployment,
                 &identity,
-                target.scale_down,
+                target.scale_down.clone(),
                 leadership.clone(),
                 others.clone(),
             );
