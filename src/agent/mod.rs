@@ -31,7 +31,7 @@ use crate::metrics::TargetMetrics;
 use crate::policy::{Autoscaler, Decision};
 use crate::redact::Secrets;
 use crate::source::{ReadBacklog, Reading, Source, SourceError};
-use crate::target::{Hold, ScaleTarget, TargetError};
+use crate::target::{Hold, ScaleTarget, TargetError, Written};
 use leader::Leadership;
 use other_writers::{OtherWriters, Verdict};
 use status::StatusBoard;
@@ -375,6 +375,9 @@ impl<T: ScaleTarget> TargetLoop<T> {
         let reason = self.secrets.scrub(&decision.reason.to_string());
         if from == to {
             tracing::debug!(deployment = %self.deployment, replicas = to, %reason, "no change");
+            if !self.settings.dry_run && self.leadership.is_leading() {
+                self.target.keep(from).await;
+            }
             return Some(from);
         }
         if self.settings.dry_run {
@@ -397,7 +400,11 @@ impl<T: ScaleTarget> TargetLoop<T> {
             }
         };
         match written {
-            Ok(()) => {
+            Ok(Written::Pending(what)) => {
+                tracing::info!(deployment = %self.deployment, from, to, %reason, %what, "scale-down under way");
+                Some(from)
+            }
+            Ok(Written::Done) => {
                 self.backoff.succeeded();
                 self.autoscaler.record_scale(now, from, to);
                 self.metrics.scaled(from, to);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::*;
 use crate::config::Config;
 use crate::source::fixed;
-use crate::target::{ScaleState, TargetError};
+use crate::target::{ScaleState, TargetError, Written};
 
 /// A target whose count, hold and availability the test sets, and which records every write.
 #[derive(Clone, Default)]
@@ -64,7 +64,7 @@ impl ScaleTarget for Scripted {
         })
     }
 
-    async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<(), TargetError> {
+    async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<Written, TargetError> {
         let answer_after = {
             let mut script = self.state.lock().expect("script");
             if script.replicas != from {
@@ -75,7 +75,7 @@ impl ScaleTarget for Scripted {
             script.answer_after
         };
         tokio::time::sleep(answer_after).await;
-        Ok(())
+        Ok(Written::Done)
     }
 
     fn warn(&self, reason: &str, note: &str) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::World;
 use crate::agent::Clock;
 use crate::source::{ReadBacklog, Reading, SourceError};
-use crate::target::{ScaleState, ScaleTarget, TargetError};
+use crate::target::{ScaleState, ScaleTarget, TargetError, Written};
 
 /// The world, shared by the simulated source(s) and target.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -75,13 +75,13 @@ impl ScaleTarget for SimulatedDeployment {
         Ok(ScaleState { replicas: lock(&self.world).replicas(), ..ScaleState::default() })
     }
 
-    async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<(), TargetError> {
+    async fn write(&self, from: u32, to: u32, _reason: &str) -> Result<Written, TargetError> {
         let mut world = lock(&self.world);
         let found = world.replicas();
         if found != from {
             return Err(TargetError::Changed { expected: from, found: Some(found) });
         }
         world.set_replicas(self.clock.elapsed().as_secs_f64(), to);
-        Ok(())
+        Ok(Written::Done)
     }
 }

@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::other_controllers::OtherControllers;
-use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, deletion_cost};
+use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, Written, deletion_cost};
 use crate::agent::leader::Leadership;
 use crate::config::ScaleDownConfig;
 
@@ -285,7 +285,7 @@ impl ScaleTarget for DeploymentTarget {
         self.event(uid, ("Warning", reason, "Scale"), note.to_owned());
     }
 
-    async fn write(&self, from: u32, to: u32, reason: &str) -> Result<(), TargetError> {
+    async fn write(&self, from: u32, to: u32, reason: &str) -> Result<Written, TargetError> {
         // The semaphore is never closed, so the only error is impossible; a slot is held until the write is done.
         let _slot = self.watch.writes.acquire().await;
         // The whole object, not only its scale: the hold annotation is re-checked at write time, and the scale
@@ -327,7 +327,7 @@ impl ScaleTarget for DeploymentTarget {
             Err(e) => return Err(self.api_error(e)),
         }
         self.tell(fresh.metadata.uid, to, reason);
-        Ok(())
+        Ok(Written::Done)
     }
 }
 

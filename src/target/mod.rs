@@ -98,14 +98,30 @@ pub enum TargetError {
     Unreachable(String),
 }
 
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The count is now the one asked for.
+    Done,
+    /// A scale-down is under way but the count is unchanged: workers were told to go quiet and still hold jobs
+    /// (the sentence says so). The next tick asks again; the count drops once they are idle.
+    Pending(String),
+}
+
 /// Something with a replica count.
 pub trait ScaleTarget: Send + Sync {
     /// The current count and any manual hold.
     fn read(&self) -> impl Future<Output = Result<ScaleState, TargetError>> + Send;
-    /// Sets the count from `from` to `to`; `reason` is the decision's reason, already scrubbed of secrets, for
-    /// humans (e.g. a Kubernetes Event). Fails with [`TargetError::Changed`] if the count is no longer `from`, so a
-    /// decision is never applied to a state it was not made for.
-    fn write(&self, from: u32, to: u32, reason: &str) -> impl Future<Output = Result<(), TargetError>> + Send;
+    /// Sets the count from `from` to `to`, or, for a scale-down that quiets workers first, starts or continues that
+    /// ([`Written::Pending`]); `reason` is the decision's reason, already scrubbed of secrets, for humans (e.g. a
+    /// Kubernetes Event). Fails with [`TargetError::Changed`] if the count is no longer `from`, so a decision is
+    /// never applied to a state it was not made for.
+    fn write(&self, from: u32, to: u32, reason: &str) -> impl Future<Output = Result<Written, TargetError>> + Send;
+
+    /// The decision keeps the count at `count`: a scale-down under way is called off (quiet workers resume).
+    fn keep(&self, _count: u32) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 
     /// The current count and hold read from the source of truth rather than a cache, for when a cached read is in
     /// doubt; targets without a cache read as [`ScaleTarget::read`] does.
