@@ -48,6 +48,8 @@ pub const OTHER_CONTROLLER: &str = "queue_scaler_other_controller";
 pub const CHANGED_BY_OTHERS: &str = "queue_scaler_replicas_changed_by_others_total";
 /// 1 while the agent backs off a target that others keep changing.
 pub const BACKING_OFF: &str = "queue_scaler_backing_off";
+/// Pods through the steps of quiet scale-down: quieted, resumed, removed, timed_out.
+pub const QUIET_PODS: &str = "queue_scaler_quiet_pods_total";
 /// 1 while a manual hold keeps the agent away from the target.
 pub const HOLD_ACTIVE: &str = "queue_scaler_hold_active";
 /// 1 while this agent is the leader.
@@ -92,9 +94,18 @@ fn describe() {
     );
     describe_counter!(CHANGED_BY_OTHERS, "Changes of the Deployment's replica count by other writers, by writer.");
     describe_gauge!(BACKING_OFF, "1 while the agent backs off a Deployment whose replica count others keep changing.");
+    describe_counter!(
+        QUIET_PODS,
+        "Pods through quiet scale-down, by step: quieted, resumed, removed, timed_out (removed while busy)."
+    );
     describe_gauge!(HOLD_ACTIVE, "1 while a manual hold keeps the agent away from the Deployment.");
     describe_gauge!(LEADER, "1 while this agent is the leader and acts, 0 while it stands by.");
     describe_gauge!(BUILD_INFO, "The running queue-scaler version.");
+}
+
+/// Counts `pods` pods of `deployment` through a step of quiet scale-down.
+pub fn quiet_pods(deployment: &str, step: &'static str, pods: usize) {
+    counter!(QUIET_PODS, "deployment" => deployment.to_owned(), "step" => step).increment(pods as u64);
 }
 
 /// Sets the leader gauge.

@@ -32,6 +32,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::other_controllers::OtherControllers;
+use super::quiet::{Progress, UnderWay, Workers, timed_out};
 use super::{HOLD_ANNOTATION, Hold, ScaleState, ScaleTarget, TargetError, Written, deletion_cost};
 use crate::agent::leader::Leadership;
 use crate::config::ScaleDownConfig;
@@ -163,6 +164,23 @@ pub struct DeploymentTarget {
     scale_down: ScaleDownConfig,
     leadership: Leadership,
     others: OtherControllers,
+    /// A quiet scale-down under way (`scaleDown.quiet`).
+    under_way: tokio::sync::Mutex<Option<UnderWay>>,
+    /// When busy pods were last marked against node consolidation (`scaleDown.protectBusy`).
+    protected_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// How often busy pods are marked against node consolidation, at most: asking every worker every poll is too much.
+pub const PROTECT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a quiet scale-down does at this write.
+enum QuietStep {
+    /// The quiet workers still hold jobs: the count stays.
+    Wait(String),
+    /// Lower the count to this: the quiet workers are done (or out of time).
+    Lower(u32),
+    /// No worker could be quieted: scale down the idle-first way.
+    Plain,
 }
 
 /// The longest Event note the API accepts.
@@ -191,7 +209,125 @@ impl DeploymentTarget {
             scale_down,
             leadership,
             others,
+            under_way: tokio::sync::Mutex::new(None),
+            protected_at: std::sync::Mutex::new(None),
         }
+    }
+
+    /// With `protectBusy`, at most every [`PROTECT_EVERY`]: marks the pods that hold jobs against node consolidation
+    /// (Karpenter's `do-not-disrupt`, the cluster autoscaler's `safe-to-evict: "false"`) and lifts the mark from
+    /// idle ones, so consolidation moves idle workers and never interrupts a job.
+    async fn protect_busy_pods(&self) {
+        if !self.scale_down.protect_busy || !self.leadership.may_write() {
+            return;
+        }
+        {
+            let mut last = self.protected_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < PROTECT_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let Some(selector) = self.watch.get(&self.name).and_then(|d| d.spec.as_ref().map(|s| s.selector.clone()))
+        else {
+            return;
+        };
+        let loads = match self.workers().loads(&selector).await {
+            Ok(loads) => loads,
+            Err(error) => return tracing::warn!(deployment = %self.name, %error, "cannot protect busy pods"),
+        };
+        for (pod, load) in loads {
+            let busy = match load {
+                super::worker_pods::Load::InFlight(jobs) => jobs > 0,
+                // Unknown: leave the mark as it is.
+                super::worker_pods::Load::Unknown => continue,
+            };
+            if let Err(error) = super::worker_pods::protect(&self.pods, &pod, busy).await {
+                tracing::warn!(deployment = %self.name, %error, "cannot protect a busy pod");
+            }
+        }
+    }
+
+    /// The workers' drain endpoints, with the token read afresh (a mounted Secret rotates).
+    fn workers(&self) -> Workers<'_> {
+        let token = self.scale_down.token_file.as_ref().and_then(|path| match std::fs::read_to_string(path) {
+            Ok(token) => Some(token.trim().to_owned()),
+            Err(error) => {
+                tracing::warn!(deployment = %self.name, file = %path.display(), %error, "cannot read the workers' token");
+                None
+            }
+        });
+        Workers { pods: &self.pods, http: &self.http, port: self.scale_down.worker_metrics_port, token }
+    }
+
+    /// Calls off a quiet scale-down under way: its workers take jobs again.
+    async fn call_off_quiet(&self, under_way: &mut Option<UnderWay>) {
+        let Some(called_off) = under_way.take() else {
+            return;
+        };
+        self.workers().resume(&called_off.pods).await;
+        let names: Vec<&str> = called_off.pods.iter().map(|p| p.name.as_str()).collect();
+        let note = format!("the decision rose again: resumed {} quiet worker(s): {}", names.len(), names.join(", "));
+        tracing::info!(deployment = %self.name, "{note}");
+        crate::metrics::quiet_pods(&self.name, "resumed", names.len());
+        self.event(self.uid(), ("Normal", "QuietResumed", "Scale"), note);
+    }
+
+    /// Starts or continues a quiet scale-down from `from` towards `to`.
+    async fn quiet_step(
+        &self,
+        under_way: &mut Option<UnderWay>,
+        selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        from: u32,
+        to: u32,
+    ) -> Result<QuietStep, TargetError> {
+        let workers = self.workers();
+        let unlisted = |error: String| TargetError::Unreachable(format!("cannot quiet workers: {error}"));
+        if under_way.is_none() {
+            if !self.leadership.may_write() {
+                return Err(TargetError::NotLeading);
+            }
+            let quiet = workers.quiet(selector, (from - to) as usize).await.map_err(unlisted)?;
+            if quiet.is_empty() {
+                return Ok(QuietStep::Plain);
+            }
+            let names: Vec<&str> = quiet.iter().map(|p| p.name.as_str()).collect();
+            let note = format!(
+                "told {} worker(s) to go quiet before scaling from {from}: {}; replicas drop once they hold no job",
+                names.len(),
+                names.join(", ")
+            );
+            tracing::info!(deployment = %self.name, "{note}");
+            crate::metrics::quiet_pods(&self.name, "quieted", names.len());
+            self.event(self.uid(), ("Normal", "Quieting", "Scale"), note);
+            *under_way = Some(UnderWay { pods: quiet, since: tokio::time::Instant::now() });
+        }
+        let Some(quieting) = under_way.as_ref() else {
+            unreachable!("a quiet scale-down was just started");
+        };
+        let quiet = u32::try_from(quieting.pods.len()).unwrap_or(u32::MAX);
+        match workers.progress(selector, &quieting.pods).await.map_err(unlisted)? {
+            Progress::Done(_) => Ok(QuietStep::Lower(from.saturating_sub(quiet).max(to))),
+            Progress::Busy(busy, jobs) if !timed_out(quieting.since, self.scale_down.quiet_timeout) => {
+                Ok(QuietStep::Wait(format!("waiting for {busy} of {quiet} quiet worker(s) to finish {jobs} job(s)")))
+            }
+            Progress::Busy(busy, jobs) => {
+                let note = format!(
+                    "quietTimeout ({}) ran out with {busy} quiet worker(s) still holding {jobs} job(s); scaling down \
+                     anyway, the quiet pods first",
+                    humantime::format_duration(self.scale_down.quiet_timeout)
+                );
+                tracing::warn!(deployment = %self.name, "{note}");
+                crate::metrics::quiet_pods(&self.name, "timed_out", busy);
+                self.event(self.uid(), ("Warning", "QuietTimeout", "Scale"), note);
+                Ok(QuietStep::Lower(from.saturating_sub(quiet).max(to)))
+            }
+        }
+    }
+
+    fn uid(&self) -> Option<String> {
+        self.watch.get(&self.name).and_then(|d| d.metadata.uid.clone())
     }
 
     /// Best effort, within [`IDLE_FIRST_BUDGET`]: sets the pods' deletion cost so idle workers go first; never stops
@@ -302,13 +438,32 @@ impl ScaleTarget for DeploymentTarget {
         if found != i32::try_from(from).unwrap_or(i32::MAX) {
             return Err(TargetError::Changed { expected: from, found: Some(u32::try_from(found).unwrap_or(0)) });
         }
-        if to < from && self.scale_down.idle_first {
+        // An empty selector would pick every pod of the namespace; a Deployment always has one.
+        let selector = fresh.spec.as_ref().map(|s| s.selector.clone()).filter(|s| *s != Default::default());
+        let mut under_way = self.under_way.lock().await;
+        let mut to = to;
+        let mut idle_first = to < from && self.scale_down.idle_first;
+        if let Some(selector) = selector.as_ref().filter(|_| to < from && self.scale_down.quiet) {
+            match self.quiet_step(&mut under_way, selector, from, to).await? {
+                QuietStep::Wait(why) => return Ok(Written::Pending(why)),
+                QuietStep::Lower(count) => to = count,
+                QuietStep::Plain => {
+                    tracing::warn!(
+                        deployment = %self.name,
+                        "no worker answers on its drain endpoint; scaling down without quiet, idle pods first"
+                    );
+                    idle_first = true;
+                }
+            }
+        } else {
+            // A scale-up, or no quiet: quiet workers take jobs again before any pod is added.
+            self.call_off_quiet(&mut under_way).await;
+        }
+        if let Some(selector) = selector.as_ref().filter(|_| idle_first) {
             if !self.leadership.may_write() {
                 return Err(TargetError::NotLeading);
             }
-            if let Some(selector) = fresh.spec.as_ref().map(|s| &s.selector) {
-                self.prefer_idle_pods(selector).await;
-            }
+            self.prefer_idle_pods(selector).await;
         }
         if !self.leadership.may_write() {
             return Err(TargetError::NotLeading);
@@ -326,8 +481,23 @@ impl ScaleTarget for DeploymentTarget {
             }
             Err(e) => return Err(self.api_error(e)),
         }
+        if let Some(removed) = under_way.take() {
+            let names: Vec<&str> = removed.pods.iter().map(|p| p.name.as_str()).collect();
+            tracing::info!(deployment = %self.name, pods = ?names, "the quiet workers are idle: removing them");
+            crate::metrics::quiet_pods(&self.name, "removed", names.len());
+        }
         self.tell(fresh.metadata.uid, to, reason);
         Ok(Written::Done)
+    }
+
+    async fn keep(&self, _count: u32) {
+        {
+            let mut under_way = self.under_way.lock().await;
+            if under_way.is_some() && self.leadership.may_write() {
+                self.call_off_quiet(&mut under_way).await;
+            }
+        }
+        self.protect_busy_pods().await;
     }
 }
 

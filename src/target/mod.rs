@@ -7,6 +7,8 @@
 pub mod deletion_cost;
 pub mod deployment;
 pub mod other_controllers;
+pub mod quiet;
+pub mod worker_pods;
 
 use std::future::Future;
 

@@ -1,29 +1,17 @@
 //! Idle-first scale-down: before lowering replicas the agent asks each worker pod how busy it is and sets
 //! `pod-deletion-cost` so the idle ones go first — best effort, never blocking the scale-down.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::{Json, Router, routing::get};
 use serde_json::{Value, json};
 
 use crate::support::agent::Agent;
 use crate::support::kube_api::FakeKube;
 use crate::support::rabbitmq::{TestQueue, amqp_url};
+use crate::support::workers::serve_status;
 
 const NS: &str = "video";
 const COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-/// Serves the drain library's `/status` for one fake worker pod at `ip:port`.
-async fn serve_worker(ip: &str, port: u16, in_flight: u64) -> tokio::task::JoinHandle<()> {
-    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind a loopback address");
-    let app = Router::new()
-        .route("/status", get(move || async move { Json(json!({"in_flight": in_flight, "draining": false})) }));
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
-    })
-}
 
 fn body(queue: &str, port: u16) -> String {
     format!(
@@ -47,7 +35,7 @@ async fn idle_pods_carry_the_lowest_deletion_cost_when_the_scale_down_is_written
         [("worker-busy", "127.0.0.2", 2), ("worker-idle", "127.0.0.3", 0), ("worker-one", "127.0.0.4", 1)]
     {
         kube.create_pod(NS, pod, &[("app", "worker")], ip);
-        servers.push(serve_worker(ip, port, in_flight).await);
+        servers.push(serve_status(ip, port, in_flight, Duration::ZERO).await);
     }
     kube.create_pod(NS, "other-app", &[("app", "other")], "127.0.0.5");
 

@@ -2,16 +2,15 @@
 //! between the read and the write, a leader deposed in the middle of an idle-first scale-down, and idle-first on a
 //! Deployment of 200 pods whose workers answer slowly.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::get};
 use hyper::Method;
 use serde_json::json;
 
 use crate::support::agent::{Agent, free_port};
 use crate::support::eventually;
 use crate::support::kube_api::{FakeKube, Fault, FaultKind, Gate, Kind};
+use crate::support::workers::serve_status;
 
 const NS: &str = "video";
 const COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -82,22 +81,6 @@ async fn a_deployment_changed_between_the_read_and_the_write_is_decided_again_no
     agent.stop().await;
 }
 
-/// Serves the drain library's `/status` for one fake worker pod at `ip:port`, answering after `delay`.
-async fn serve_worker(ip: &str, port: u16, in_flight: u64, delay: Duration) -> tokio::task::JoinHandle<()> {
-    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind a loopback address");
-    let app = Router::new().route(
-        "/status",
-        get(move || async move {
-            tokio::time::sleep(delay).await;
-            Json(json!({"in_flight": in_flight, "draining": false, "quiet": false}))
-        }),
-    );
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
-    })
-}
-
 fn pod_patches(kube: &FakeKube) -> Vec<Instant> {
     kube.requests().iter().filter(|r| r.method == Method::PATCH && r.path.contains("/pods/")).map(|r| r.at).collect()
 }
@@ -113,7 +96,7 @@ async fn a_leader_deposed_in_the_middle_of_an_idle_first_scale_down_writes_nothi
     for (i, in_flight) in [0, 2, 1].into_iter().enumerate() {
         let ip = format!("127.0.3.{}", i + 1);
         kube.create_pod(NS, &format!("worker-{i}"), &[("app", "worker")], &ip);
-        workers.push(serve_worker(&ip, port, in_flight, Duration::ZERO).await);
+        workers.push(serve_status(&ip, port, in_flight, Duration::ZERO).await);
     }
     // The old leader's scale-down stops at its list of pods; it is frozen there (a GC pause, a stalled node).
     let gate = Gate::default();
@@ -173,7 +156,7 @@ async fn idle_first_scales_down_two_hundred_slow_pods_within_its_budget() {
         let in_flight = u64::from(i % 10 == 0);
         let delay = Duration::from_millis((i as u64 * 2000) / PODS as u64);
         kube.create_pod(NS, &format!("worker-{i:03}"), &[("app", "worker")], &ip);
-        workers.push(serve_worker(&ip, port, in_flight, delay).await);
+        workers.push(serve_status(&ip, port, in_flight, delay).await);
     }
     let idle_first = format!("    scaleDown: {{idleFirst: true, workerMetricsPort: {port}}}\n");
     let agent = Agent::start(&kube, NS, &body(0, &idle_first), &[]).await;

@@ -9,6 +9,7 @@ mod agent_cluster;
 mod agent_hostile_values;
 mod agent_idle_first;
 mod agent_other_controllers;
+mod agent_quiet;
 mod agent_rabbitmq;
 mod agent_writes;
 mod cli_check;

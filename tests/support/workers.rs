@@ -71,9 +71,15 @@ impl Exit {
 }
 
 impl Worker {
-    /// Starts example `name` with `env`; `done` lines go to `log`.
+    /// Starts example `name` with `env`; `done` lines go to `log`. Its endpoint is `WORKER_METRICS_ADDR` from `env`
+    /// (a pod's IP and port, say), else a free port on 127.0.0.1.
     pub fn start(name: &str, number: usize, env: &[(String, String)], log: &DoneLog) -> Worker {
-        let status_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+        let status_addr: SocketAddr = env
+            .iter()
+            .find(|(k, _)| k == "WORKER_METRICS_ADDR")
+            .map_or_else(|| format!("127.0.0.1:{}", free_port()), |(_, v)| v.clone())
+            .parse()
+            .expect("address");
         let mut child = Command::new(binary(name))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("WORKER_METRICS_ADDR", status_addr.to_string())
@@ -376,4 +382,22 @@ pub async fn over_grace_hand_back(first: Worker, log: &DoneLog, second: impl FnO
     );
     let _ = second.terminate().await;
     took
+}
+
+/// Serves the drain library's `GET /status` for one stand-in worker pod at `ip:port`, holding `in_flight` jobs and
+/// answering after `delay`: for agent tests about many pods, where real worker processes would only cost time.
+pub async fn serve_status(ip: &str, port: u16, in_flight: u64, delay: Duration) -> JoinHandle<()> {
+    use axum::{Json, Router, routing::get};
+    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind a loopback address");
+    let app = Router::new().route(
+        "/status",
+        get(move || async move {
+            tokio::time::sleep(delay).await;
+            Json(serde_json::json!({"in_flight": in_flight, "draining": false, "quiet": false}))
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    })
 }
