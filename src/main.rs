@@ -55,6 +55,17 @@ enum Command {
         /// Poll each target once, then exit.
         #[arg(long)]
         once: bool,
+        /// Shadow mode: read and decide beside whatever scales the Deployments now (an HPA, KEDA, a human), write
+        /// nothing, and log every decision; allowed on Deployments another autoscaler manages, which is its point.
+        #[arg(long)]
+        shadow: bool,
+        /// With --shadow: append one row per source and poll to this CSV (what the sources saw and the live replica
+        /// count), which `replay --observations` reads; it continues after a restart.
+        #[arg(long, value_name = "FILE.csv", requires = "shadow")]
+        record: Option<PathBuf>,
+        /// With --record: rotate the recording to FILE.csv.1 past this size (e.g. 100MB, 2GB, 500KB).
+        #[arg(long, value_name = "SIZE", default_value = "100MB", value_parser = parse_size, requires = "record")]
+        record_max: u64,
     },
     /// Validate a config file without contacting anything.
     ///
@@ -186,6 +197,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; write e.g. 30m or 2h"))
 }
 
+/// A size such as `100MB`, `2GB`, `500KB` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let (number, unit) = match upper.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => upper.split_at(at),
+        None => (upper.as_str(), ""),
+    };
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        _ => return Err(format!("`{text}` is not a size; write e.g. 100MB, 2GB or 500KB")),
+    };
+    let bytes = number.parse::<u64>().ok().and_then(|n| n.checked_mul(unit)).filter(|n| *n >= 4096);
+    bytes.ok_or_else(|| format!("`{text}` is not a size of at least 4KB; write e.g. 100MB"))
+}
+
 /// The longest `--hold`: a hold is for a while; a Deployment to leave alone for good belongs out of the config.
 const LONGEST_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -229,7 +258,7 @@ fn main() -> ExitCode {
             }
             Err(error) => config_failure(&error),
         },
-        Command::Run { config: path, dry_run, once } => {
+        Command::Run { config: path, dry_run, once, shadow, record, record_max } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(error) => return config_failure(&error),
@@ -238,7 +267,8 @@ fn main() -> ExitCode {
                 tracing::warn!("{}", warning.as_warning());
             }
             redact::remember(&config.secrets);
-            let options = RunOptions { dry_run, once, config_path: Some(path) };
+            let shadow = shadow.then(|| record.map(|file| (file, record_max)));
+            let options = RunOptions { dry_run, once, config_path: Some(path), shadow };
             match runtime().block_on(run(config, options)) {
                 // A config that would scale the agent's own Deployment away is a config error, found in the cluster.
                 Err(error) if matches!(error.downcast_ref(), Some(StartError::ScalesItself(_))) => {

@@ -16,6 +16,7 @@ use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
 use super::leader::{ElectionSettings, Elector, Leadership};
+use super::shadow::Recorder;
 use super::status::StatusBoard;
 use super::{Clock, LoopSettings, TargetLoop, reload};
 use crate::config::Config;
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub once: bool,
     /// The config file, watched for changes (none: no reload).
     pub config_path: Option<PathBuf>,
+    /// Shadow mode (`--shadow`): decide beside the current autoscaler, write nothing, and record to this file if
+    /// one is given, capped at the size.
+    pub shadow: Option<Option<(PathBuf, u64)>>,
 }
 
 /// Why the agent could not start.
@@ -60,6 +64,9 @@ pub enum StartError {
     /// The config would make the agent scale away the Deployment it runs in.
     #[error("{0}")]
     ScalesItself(String),
+    /// The shadow recording cannot be opened.
+    #[error("{0}")]
+    Record(#[from] super::shadow::RecordError),
 }
 
 /// Runs the agent until `shutdown` turns true (or after one poll with `--once`).
@@ -91,11 +98,23 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     let check_self = |config: &Config| refuse_scaling_itself(config, &deployments, own_labels.as_ref());
     check_self(&config).map_err(StartError::ScalesItself)?;
 
+    let recorder = match &options.shadow {
+        Some(Some((path, max_bytes))) => Some(Recorder::open(path, *max_bytes, config.poll_interval)?),
+        _ => None,
+    };
+    if options.shadow.is_some() {
+        tracing::info!(
+            record = ?options.shadow.clone().flatten().map(|(path, _)| path),
+            "shadow mode: reading and deciding beside whatever scales the Deployments now (another autoscaler, a \
+             human), writing nothing"
+        );
+    }
     let leadership = elect(&config, &client, &namespace, &identity, options.once, &shutdown);
     board.follow(&leadership);
     // One client per broker for every target and every reload: a reload that keeps a broker keeps its connection.
     let clients = Clients::new();
-    let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run: options.dry_run };
+    let dry_run = options.dry_run || options.shadow.is_some();
+    let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run };
     let builder = |config: &Config| {
         let (client, deployments, identity, leadership, others, clients) = (
             client.clone(),
@@ -106,6 +125,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
             clients.clone(),
         );
         let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
+        let (shadow, recorder) = (options.shadow.is_some(), recorder.clone());
         move |target: &crate::config::TargetConfig| {
             let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout, &clients)).collect();
             let deployment = DeploymentTarget::new(
@@ -117,7 +137,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
                 leadership.clone(),
                 others.clone(),
             );
-            TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone())
+            let mut target_loop =
+                TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone());
+            if shadow {
+                target_loop.shadow(recorder.clone());
+            }
+            target_loop
         }
     };
     let clock = Clock::starting_at(chrono::Utc::now());

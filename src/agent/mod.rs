@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod leader;
 pub mod other_writers;
 pub mod reload;
+pub mod shadow;
 pub mod status;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ use crate::source::{ReadBacklog, Reading, Source, SourceError};
 use crate::target::{Hold, ScaleTarget, TargetError, Written};
 use leader::Leadership;
 use other_writers::{OtherWriters, Verdict};
+use shadow::Recorder;
 use status::StatusBoard;
 
 /// Monotonic time for the windows and wall time for the schedules, both from tokio's clock, so that a paused
@@ -112,6 +114,8 @@ pub struct TargetLoop<T> {
     board: Option<StatusBoard>,
     /// Other autoscalers and writers of the count.
     others: OtherWriters,
+    /// Shadow mode: decide beside whatever scales the target now, never write, and record (when recording).
+    shadow: Option<Option<Recorder>>,
 }
 
 /// The longest a write to the target may take, all API calls included.
@@ -176,7 +180,15 @@ impl<T: ScaleTarget> TargetLoop<T> {
             unconfirmed: None,
             board: None,
             others: OtherWriters::default(),
+            shadow: None,
         }
+    }
+
+    /// Shadow mode: decides beside whatever scales the target now (another autoscaler and holds included), writes
+    /// nothing whatever the settings say, and appends every tick's readings and live count to `recorder`.
+    pub fn shadow(&mut self, recorder: Option<Recorder>) {
+        self.settings.dry_run = true;
+        self.shadow = Some(recorder);
     }
 
     /// Reports every tick and read to `board`, which also lists `all` the targets of the config.
@@ -286,12 +298,15 @@ impl<T: ScaleTarget> TargetLoop<T> {
             self.metrics.scaled(from, to);
         }
         let (_, wall) = clock.now();
-        match self.others.judge(&mut state, wall, &self.target, &self.metrics, &self.deployment).await {
-            Verdict::Manage => {}
-            Verdict::OtherController(owner) => return Tick::OtherController(owner),
-            Verdict::BackingOff(until) => return Tick::BackingOff(until),
+        let managing = self.shadow.is_none();
+        if managing {
+            match self.others.judge(&mut state, wall, &self.target, &self.metrics, &self.deployment).await {
+                Verdict::Manage => {}
+                Verdict::OtherController(owner) => return Tick::OtherController(owner),
+                Verdict::BackingOff(until) => return Tick::BackingOff(until),
+            }
         }
-        if let Some(hold) = state.hold.as_ref().filter(|h| h.is_active(wall)) {
+        if let Some(hold) = state.hold.as_ref().filter(|h| managing && h.is_active(wall)) {
             match hold {
                 Hold::Until(until) => {
                     tracing::debug!(deployment = %self.deployment, %until, "held by annotation; not scaling");
@@ -311,6 +326,9 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
         let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
         self.metrics.decision(&decision, &readings);
+        if let Some(Some(recorder)) = &self.shadow {
+            recorder.record(clock.elapsed(), &self.deployment, &self.source_names, &readings, state.replicas);
+        }
         let found_next = self.apply(&decision, now).await;
         self.others.expect(found_next);
         Tick::Decided(decision)

@@ -11,6 +11,7 @@ mod agent_idle_first;
 mod agent_other_controllers;
 mod agent_quiet;
 mod agent_rabbitmq;
+mod agent_shadow;
 mod agent_writes;
 mod cli_check;
 mod drain_endpoint;

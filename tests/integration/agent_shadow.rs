@@ -1,0 +1,89 @@
+//! Shadow mode beside an HPA: the agent reads the real RabbitMQ, decides, writes nothing, and records what the
+//! source saw and the live replica count — which follows a Deployment changed by hand — in a CSV that continues
+//! across a restart.
+
+use std::time::Duration;
+
+use queue_scaler::agent::shadow::HEADER;
+
+use crate::support::agent::Agent;
+use crate::support::eventually;
+use crate::support::kube_api::{FakeKube, Kind};
+use crate::support::rabbitmq::{TestQueue, amqp_url};
+
+const NS: &str = "video";
+
+/// The recording's rows as (time_s, source, backlog, target, live_replicas).
+fn rows(path: &std::path::Path) -> Vec<(f64, String, f64, String, u32)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            Some((
+                cells[0].parse().ok()?,
+                cells[1].to_owned(),
+                cells[2].parse().ok()?,
+                cells[5].to_owned(),
+                cells[6].parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn shadow_mode_beside_an_hpa_records_what_the_live_autoscaler_did_and_writes_nothing() {
+    let queue = TestQueue::new("shadow").await;
+    queue.publish(0, 30).await;
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 2, &[("app", "worker")]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(&hpa, "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: worker}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: worker}\n  minReplicas: 1\n  maxReplicas: 10\n").expect("write");
+    let applied = kube.kubectl(&["apply", "--validate=false", "-n", NS, "-f", &hpa.display().to_string()]).await;
+    assert!(applied.expect("kubectl").success);
+    let record = dir.path().join("shadow.csv");
+    let record_arg = record.display().to_string();
+    let body = format!(
+        "pollInterval: 250ms\ntargets:\n  - deployment: worker\n    maxReplicas: 10\n    sources:\n      - {{type: rabbitmq, url: '{}', queue: {}, backlogPerWorker: 5}}\n",
+        amqp_url(),
+        queue.name
+    );
+    let agent = Agent::start(&kube, NS, &body, &["--shadow", "--record", &record_arg]).await;
+    agent.logged("shadow mode: reading and deciding beside", Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(20), "rows at 2 live replicas", || async {
+        (rows(&record).iter().filter(|r| r.4 == 2).count() >= 4).then_some(())
+    })
+    .await;
+    // The HPA (or a human) moves the Deployment: the recording follows.
+    kube.modify(Kind::Deployment, NS, "worker", |d| d["spec"]["replicas"] = serde_json::json!(5));
+    eventually(Duration::from_secs(10), "rows at 5 live replicas", || async {
+        (rows(&record).iter().filter(|r| r.4 == 5).count() >= 4).then_some(())
+    })
+    .await;
+    assert!(agent.logs().contains("would scale (dry run)"), "it decides: {}", agent.logs());
+    agent.stop().await;
+    assert!(kube.scale_writes(NS, "worker").is_empty(), "shadow mode wrote to the cluster");
+
+    let text = std::fs::read_to_string(&record).expect("recording");
+    assert!(text.starts_with(&format!("{HEADER}\n")), "{text}");
+    let recorded = rows(&record);
+    assert!(recorded.iter().all(|r| r.1 == format!("rabbitmq/{}", queue.name) && r.2 == 30.0 && r.3 == "worker"));
+    assert!(recorded.windows(2).all(|w| w[1].0 >= w[0].0), "times only grow");
+    let last = recorded.last().expect("rows").0;
+
+    // A restart appends, its times continuing after the last row.
+    let again = Agent::start(&kube, NS, &body, &["--shadow", "--record", &record_arg]).await;
+    eventually(Duration::from_secs(20), "new rows after the restart", || async {
+        (rows(&record).len() > recorded.len()).then_some(())
+    })
+    .await;
+    again.stop().await;
+    let after = rows(&record);
+    assert!(
+        after[recorded.len()..].iter().all(|r| r.0 > last),
+        "continued after {last}: {:?}",
+        &after[recorded.len()..]
+    );
+    assert_eq!(std::fs::read_to_string(&record).expect("recording").matches(HEADER).count(), 1);
+}
