@@ -23,6 +23,7 @@ use serde_norway::Value;
 use crate::policy::behavior::Behavior;
 use crate::policy::burst::BurstConfig;
 use crate::policy::latency::LatencyTarget;
+use crate::policy::not_draining::NotDrainingConfig;
 use crate::policy::scale_down_policy::ScaleDownPolicy;
 use crate::policy::schedule::Schedule;
 use crate::redact::Secrets;
@@ -145,6 +146,9 @@ pub struct TargetConfig {
     /// Which pods a scale-down removes.
     #[serde(default)]
     pub scale_down: ScaleDownConfig,
+    /// A backlog that more replicas do not drain stops the scale-up (on by default).
+    #[serde(default)]
+    pub not_draining: NotDrainingConfig,
 }
 
 /// `scaleDown:` — choosing which pods go, and how.
@@ -596,6 +600,7 @@ impl TargetConfig {
             }
         }
         problems.extend(self.burst.problems().into_iter().map(|p| p.under("burst")));
+        problems.extend(self.not_draining.problems().into_iter().map(|p| p.under("notDraining")));
         if let Some(policy) = &self.scale_down_policy {
             problems.extend(policy.problems().into_iter().map(|p| p.under("scaleDownPolicy")));
             if self.behavior.scale_down.as_ref().is_some_and(|r| r.stabilization_window_seconds.is_some()) {

@@ -50,6 +50,8 @@ pub const CHANGED_BY_OTHERS: &str = "queue_scaler_replicas_changed_by_others_tot
 pub const BACKING_OFF: &str = "queue_scaler_backing_off";
 /// Pods through the steps of quiet scale-down: quieted, resumed, removed, timed_out.
 pub const QUIET_PODS: &str = "queue_scaler_quiet_pods_total";
+/// 1 while the backlog does not drain however many replicas run, and the scale-up is stopped.
+pub const NOT_DRAINING: &str = "queue_scaler_not_draining";
 /// 1 while a manual hold keeps the agent away from the target.
 pub const HOLD_ACTIVE: &str = "queue_scaler_hold_active";
 /// 1 while this agent is the leader.
@@ -97,6 +99,10 @@ fn describe() {
     describe_counter!(
         QUIET_PODS,
         "Pods through quiet scale-down, by step: quieted, resumed, removed, timed_out (removed while busy)."
+    );
+    describe_gauge!(
+        NOT_DRAINING,
+        "1 while the backlog does not shrink though replicas were added and completions did not rise (no scale-up)."
     );
     describe_gauge!(HOLD_ACTIVE, "1 while a manual hold keeps the agent away from the Deployment.");
     describe_gauge!(LEADER, "1 while this agent is the leader and acts, 0 while it stands by.");
@@ -212,6 +218,11 @@ impl TargetMetrics {
             self.rule_gauge(rule).set(1.0);
             self.last_rule = Some(rule);
         }
+    }
+
+    /// Records whether the backlog is not draining.
+    pub fn not_draining(&self, stuck: bool) {
+        gauge!(NOT_DRAINING, "deployment" => self.deployment.clone()).set(f64::from(u8::from(stuck)));
     }
 
     fn rule_gauge(&self, rule: Rule) -> Gauge {

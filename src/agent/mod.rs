@@ -114,6 +114,8 @@ pub struct TargetLoop<T> {
     board: Option<StatusBoard>,
     /// Other autoscalers and writers of the count.
     others: OtherWriters,
+    /// Whether the backlog not draining was told.
+    not_draining_told: bool,
     /// Shadow mode: decide beside whatever scales the target now, never write, and record (when recording).
     shadow: Option<Option<Recorder>>,
 }
@@ -180,6 +182,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
             unconfirmed: None,
             board: None,
             others: OtherWriters::default(),
+            not_draining_told: false,
             shadow: None,
         }
     }
@@ -326,6 +329,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
         }
         let decision = self.autoscaler.decide(now, wall, state.replicas, &readings);
         self.metrics.decision(&decision, &readings);
+        self.tell_not_draining(decision.not_draining.as_deref());
         if let Some(Some(recorder)) = &self.shadow {
             recorder.record(clock.elapsed(), &self.deployment, &self.source_names, &readings, state.replicas);
         }
@@ -361,6 +365,22 @@ impl<T: ScaleTarget> TargetLoop<T> {
                 result.ok()
             })
             .collect()
+    }
+
+    /// Says once, when it starts, that the backlog does not drain however many replicas run, and once when it ends.
+    fn tell_not_draining(&mut self, why: Option<&str>) {
+        if self.not_draining_told == why.is_some() {
+            return;
+        }
+        self.not_draining_told = why.is_some();
+        self.metrics.not_draining(why.is_some());
+        match why {
+            Some(why) => {
+                tracing::warn!(deployment = %self.deployment, "{why}");
+                self.target.warn("NotDraining", why);
+            }
+            None => tracing::info!(deployment = %self.deployment, "the backlog moves again; scaling up as needed"),
+        }
     }
 
     /// Logs a failing source on its first failure and every tenth after, and its recovery, to keep logs readable.

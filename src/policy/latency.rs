@@ -125,6 +125,9 @@ pub struct Estimates {
     pub interval_s: Option<f64>,
     /// How much the backlog grew since the previous reading (negative when it shrank).
     pub backlog_growth: Option<f64>,
+    /// Jobs completed per second over the last interval, for sources that report their arrival rate (arrivals
+    /// minus the backlog's growth).
+    pub completion_rate: Option<f64>,
 }
 
 impl SourceLearning {
@@ -173,6 +176,7 @@ impl SourceLearning {
         // Completions are the arrivals the backlog did not keep: for Kafka, exactly the committed offsets' growth.
         // Without an in-flight count the busy slots are the replicas' (or the backlog, when smaller).
         if let Some(rate) = reading.arrival_rate {
+            estimates.completion_rate = Some((rate * dt - growth).max(0.0) / dt);
             self.learn_duration(dt, busy, rate * dt - growth);
             estimates.job_duration_s = configured.or_else(|| self.learned_duration());
         }

@@ -28,6 +28,7 @@
 pub mod behavior;
 pub mod burst;
 pub mod latency;
+pub mod not_draining;
 pub mod scale_down_policy;
 pub mod schedule;
 
@@ -41,6 +42,7 @@ use crate::source::Reading;
 use behavior::{BehaviorBound, BehaviorState, Rules};
 use burst::{BurstConfig, BurstState, Interval};
 use latency::{Estimates, LatencyTarget, SourceLearning};
+use not_draining::{DrainWatch, NotDrainingConfig};
 use schedule::CompiledSchedule;
 
 /// The HPA's default tolerance: no change while usage is within 10 % of the target.
@@ -96,11 +98,13 @@ pub enum Rule {
     /// `replicas: 0` with `minReplicas` above 0: someone stopped the workers by hand; as with the HPA, the count is
     /// left alone until it is raised again.
     ScalingDisabled,
+    /// The backlog does not shrink though replicas were added and completions did not rise: no scale-up.
+    NotDraining,
 }
 
 impl Rule {
     /// Every rule, for metrics that must reset the others.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::SourceRecommendation,
         Rule::WithinTolerance,
         Rule::SourceFailing,
@@ -122,6 +126,7 @@ impl Rule {
         Rule::BurstHold,
         Rule::BusyReplicas,
         Rule::ScalingDisabled,
+        Rule::NotDraining,
     ];
 
     /// A stable CamelCase code, in the style of the HPA's condition reasons.
@@ -148,6 +153,7 @@ impl Rule {
             Rule::BurstHold => "BurstHold",
             Rule::BusyReplicas => "BusyReplicas",
             Rule::ScalingDisabled => "ScalingDisabled",
+            Rule::NotDraining => "NotDraining",
         }
     }
 }
@@ -191,6 +197,8 @@ pub struct Decision {
     pub reason: Reason,
     /// Per source, in config order.
     pub sources: Vec<SourceVerdict>,
+    /// Why more replicas do not help, when the backlog does not drain (see [`not_draining`]).
+    pub not_draining: Option<String>,
 }
 
 /// The decision state of one target.
@@ -210,6 +218,8 @@ pub struct Autoscaler {
     burst_state: BurstState,
     /// In latency mode, when a source last saw jobs arrive faster than `activation` per job duration.
     arrivals_seen: Option<Instant>,
+    not_draining: NotDrainingConfig,
+    drain_watch: DrainWatch,
     /// Whether a burst may jump past `behavior.scaleUp`: only when the user left it at its defaults.
     burst_bypasses_scale_up: bool,
     keep_busy: bool,
@@ -274,6 +284,8 @@ impl Autoscaler {
             burst: target.burst,
             burst_state: BurstState::default(),
             arrivals_seen: None,
+            not_draining: target.not_draining,
+            drain_watch: DrainWatch::default(),
             burst_bypasses_scale_up: !target.behavior.names_scale_up(),
             keep_busy: target.effective_scale_down_policy().is_some_and(|p| p.keep_busy),
         }
@@ -305,9 +317,14 @@ impl Autoscaler {
                 desired: 0,
                 reason: Reason { rule: Rule::ScalingDisabled, message },
                 sources: verdicts,
+                not_draining: None,
             };
         }
         let mut draft = self.strongest_source(current, readings, &verdicts);
+        let not_draining = self.drain_watch.observe(now, self.completions(readings), current, &self.not_draining);
+        if let Some(why) = not_draining.as_ref().filter(|_| draft.replicas > current) {
+            draft.bind(current, Rule::NotDraining, why.clone());
+        }
 
         if draft.replicas > self.max_replicas {
             draft.bind(self.max_replicas, Rule::MaxReplicas, format!("capped at maxReplicas {}", self.max_replicas));
@@ -355,6 +372,7 @@ impl Autoscaler {
             desired: draft.replicas,
             reason: Reason { rule: draft.rule, message: draft.story.join("; ") },
             sources: verdicts,
+            not_draining,
         }
     }
 
@@ -396,6 +414,15 @@ impl Autoscaler {
                 self.arrivals_seen = Some(now);
             }
         }
+    }
+
+    /// The total backlog and completions per second over the sources that tell their completions this tick, if any.
+    fn completions(&self, readings: &[Option<Reading>]) -> Option<(f64, f64)> {
+        self.sources
+            .iter()
+            .zip(readings)
+            .filter_map(|(source, reading)| Some((reading.as_ref()?.backlog, source.estimates.completion_rate?)))
+            .reduce(|(backlog, completions), (more, completed)| (backlog + more, completions + completed))
     }
 
     fn concurrency(&self) -> u32 {

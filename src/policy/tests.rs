@@ -636,3 +636,30 @@ fn new_messages_where_the_group_never_committed_wake_a_target_at_zero() {
     let d = run.at(5, &[Some(Reading { backlog: 3.0, wakes: true, ..Reading::default() })]);
     assert_eq!(d.desired, 1, "{}", d.reason);
 }
+
+#[test]
+fn a_backlog_more_replicas_do_not_drain_stops_the_scale_up_until_it_moves() {
+    // A downstream limit: 4 jobs/s arrive, the workers complete 2/s whatever their number, the backlog grows by
+    // 10 every 5 s. Backlog mode asks for ever more replicas; after five minutes of that, no more are added.
+    let extra = "  behavior: {scaleUp: {policies: [{type: Pods, value: 1, periodSeconds: 15}]}}\n";
+    let mut run = Run::new(&one_source(1, 200, extra), 4);
+    let mut backlog = 1000.0;
+    let mut stopped_at = None;
+    for tick in 0..120u64 {
+        backlog += 10.0;
+        let d = run
+            .at(tick * 5, &[Some(Reading { backlog, in_flight: None, arrival_rate: Some(4.0), ..Reading::default() })]);
+        if d.reason.rule == Rule::NotDraining && stopped_at.is_none() {
+            stopped_at = Some((tick * 5, d.current));
+            assert!(d.not_draining.as_deref().is_some_and(|why| why.contains("more replicas do not help")), "{d:?}");
+        }
+    }
+    let (at, count) = stopped_at.expect("the scale-up stops");
+    assert!(at >= 300, "only after a whole window: {at}");
+    assert_eq!(run.current, count, "held from then on");
+    // The limit lifts: completions jump, the backlog shrinks, and decisions are normal again.
+    backlog -= 300.0;
+    let d = run.at(605, &[Some(Reading { backlog, in_flight: None, arrival_rate: Some(4.0), ..Reading::default() })]);
+    assert_ne!(d.reason.rule, Rule::NotDraining, "{}", d.reason);
+    assert_eq!(d.not_draining, None);
+}

@@ -1,0 +1,188 @@
+//! When more replicas do not help: a backlog that does not shrink although replicas were added and the jobs done per
+//! second did not rise.
+//!
+//! A downstream limit (a database at its connection cap, a rate-limited API), a poison message that every worker
+//! chokes on, a Kafka partition whose consumer is stuck: in each, the backlog stays or grows however many replicas
+//! run, and an autoscaler that reads only the backlog adds replicas up to `maxReplicas`, costing money and, against a
+//! downstream limit, making things worse. KEDA's `excludePersistentLag` handles one case (a Kafka partition whose
+//! offset does not move); this handles them all from what every source that reports its arrival rate also gives:
+//! completions (arrivals minus the backlog's growth).
+//!
+//! Over `notDraining.window` (default 5 minutes): if the backlog has not shrunk, replicas were added, and completions
+//! did not rise by a tenth, the target stops scaling up beyond its current count (rule `NotDraining`, a Warning
+//! Event, `queue_scaler_not_draining`), and decides normally again as soon as the backlog moves or completions rise.
+//! Scale-down is untouched, and sources that cannot tell completions (no arrival rate) are never judged.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::config::{Problem, duration};
+
+/// `notDraining:` of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotDrainingConfig {
+    /// Whether a backlog that more replicas do not drain stops the scale-up.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// How long the backlog must not have shrunk, with replicas added and completions flat.
+    #[serde(default = "window", with = "duration")]
+    pub window: Duration,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn window() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl Default for NotDrainingConfig {
+    fn default() -> NotDrainingConfig {
+        NotDrainingConfig { enabled: enabled(), window: window() }
+    }
+}
+
+impl NotDrainingConfig {
+    /// Problems with this block, relative to it.
+    pub fn problems(&self) -> Vec<Problem> {
+        if self.window < Duration::from_secs(30) {
+            vec![Problem::new(
+                "window",
+                "is shorter than 30s: new replicas need time to start before their completions show; use e.g. `5m`",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Completions must rise by more than this share to count as risen.
+const RISE: f64 = 0.1;
+
+/// One tick's totals over the sources that report completions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: Instant,
+    backlog: f64,
+    /// Jobs completed per second, smoothed over a quarter of the window.
+    completions: f64,
+    replicas: u32,
+}
+
+/// The memory the judgement needs.
+#[derive(Debug, Clone, Default)]
+pub struct DrainWatch {
+    samples: VecDeque<Sample>,
+    smoothed: Option<(Instant, f64)>,
+}
+
+impl DrainWatch {
+    /// Takes this tick: the total backlog and completions per second over the sources that report them (`None`
+    /// when none does), and the current count. Returns why more replicas do not help, when they do not.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        observed: Option<(f64, f64)>,
+        replicas: u32,
+        config: &NotDrainingConfig,
+    ) -> Option<String> {
+        let Some((backlog, completions)) = observed.filter(|_| config.enabled) else {
+            *self = DrainWatch::default();
+            return None;
+        };
+        let completions = self.smooth(now, completions, config.window / 4);
+        self.samples.push_back(Sample { at: now, backlog, completions, replicas });
+        // Keep the newest sample that is a whole window old as the baseline, and everything after it.
+        while self.samples.get(1).is_some_and(|next| now.saturating_duration_since(next.at) >= config.window) {
+            self.samples.pop_front();
+        }
+        let baseline = self.samples.front().filter(|s| now.saturating_duration_since(s.at) >= config.window)?;
+        // Not shrunk at any moment of the window, not only between its ends: a backlog that ebbs and flows is
+        // being drained, however it ends up.
+        let never_shrank = self.samples.iter().all(|s| s.backlog >= baseline.backlog);
+        // A window that began with nothing to drain, or nobody draining it (a wake from zero), proves nothing.
+        let stuck = never_shrank
+            && baseline.backlog > 0.0
+            && baseline.replicas > 0
+            && replicas > baseline.replicas
+            && completions <= baseline.completions * (1.0 + RISE) + 1e-9;
+        stuck.then(|| {
+            format!(
+                "the backlog has not shrunk in {} ({:.0} → {backlog:.0}) though replicas went from {} to {replicas} \
+                 and completions stayed at {completions:.2}/s: more replicas do not help (a downstream limit, a \
+                 poison message, a stuck partition); no scale-up until it moves",
+                humantime::format_duration(config.window),
+                baseline.backlog,
+                baseline.replicas,
+            )
+        })
+    }
+
+    /// An exponential average of the completion rate over about `constant`.
+    fn smooth(&mut self, now: Instant, rate: f64, constant: Duration) -> f64 {
+        let next = match self.smoothed {
+            None => rate,
+            Some((at, average)) => {
+                let dt = now.saturating_duration_since(at).as_secs_f64();
+                let weight = 1.0 - (-dt / constant.as_secs_f64().max(1.0)).exp();
+                average + weight * (rate - average)
+            }
+        };
+        self.smoothed = Some((now, next));
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_more_replicas_do_not_drain_is_told_and_one_that_moves_is_not() {
+        let config = NotDrainingConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = DrainWatch::default();
+        // A downstream limit: 2 jobs/s whatever the count; the backlog grows while replicas go from 4 to 12.
+        let mut said = None;
+        for tick in 0..=60 {
+            let replicas = 4 + (tick / 8).min(8) as u32;
+            said = watch.observe(at(tick * 5), Some((1000.0 + tick as f64 * 10.0, 2.0)), replicas, &config);
+            if tick * 5 < 300 {
+                assert_eq!(said, None, "not before a whole window: tick {tick}");
+            }
+        }
+        let said = said.expect("stuck");
+        assert!(said.contains("though replicas went from") && said.contains("completions stayed at 2.00/s"), "{said}");
+        // The backlog moves: decided normally again at once.
+        assert_eq!(watch.observe(at(305), Some((500.0, 2.0)), 12, &config), None);
+    }
+
+    #[test]
+    fn replicas_that_raise_completions_are_helping_and_no_completions_means_no_judgement() {
+        let config = NotDrainingConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = DrainWatch::default();
+        // Traffic rises: the backlog grows, but each replica added completes more.
+        for tick in 0..=80 {
+            let replicas = 4 + tick as u32 / 8;
+            let said =
+                watch.observe(at(tick * 5), Some((1000.0 + tick as f64 * 5.0, f64::from(replicas))), replicas, &config);
+            assert_eq!(said, None, "tick {tick}");
+        }
+        let mut blind = DrainWatch::default();
+        for tick in 0..=80 {
+            assert_eq!(blind.observe(at(tick * 5), None, 4 + tick as u32, &config), None);
+        }
+        let off = NotDrainingConfig { enabled: false, ..config };
+        let mut disabled = DrainWatch::default();
+        for tick in 0..=80 {
+            assert_eq!(disabled.observe(at(tick * 5), Some((1000.0, 1.0)), 4 + tick as u32, &off), None);
+        }
+    }
+}
