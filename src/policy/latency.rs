@@ -254,12 +254,26 @@ pub fn surprise(expected: f64, seen: f64) -> f64 {
 }
 
 /// The latency-mode count for one source, before the tolerance and not yet rounded:
-/// `(arrivalRate · D + waiting · D / maxWait) / c`. `None` while the job duration is unknown.
+/// `(arrivalRate · D + waiting · D / maxWait · correction) / c`, with the measured-wait [`correction`]. `None` while
+/// the job duration is unknown.
 pub fn wanted_slots(target: &LatencyTarget, reading: &Reading, estimates: &Estimates) -> Option<f64> {
     let duration = estimates.job_duration_s?;
     let arrivals = estimates.arrival_rate.unwrap_or(0.0);
-    let slots = arrivals * duration + waiting(reading) * duration / target.max_wait.as_secs_f64();
-    Some(slots / f64::from(target.concurrency))
+    let draining = waiting(reading) * duration / target.max_wait.as_secs_f64() * correction(target, reading);
+    Some((arrivals * duration + draining) / f64::from(target.concurrency))
+}
+
+/// The most the measured wait multiplies the capacity for the waiting jobs.
+const MOST_CORRECTION: f64 = 4.0;
+
+/// Measured wait closes the loop: Little's law is an estimate (of arrivals, of the job duration), and when the
+/// oldest waiting message has already waited longer than `maxWait` the estimate was short. The capacity for the
+/// waiting jobs is then multiplied by how far over the limit the oldest is (`age / maxWait`, at most 4), until it
+/// falls back under; 1 when the source cannot tell the age or all is well.
+pub fn correction(target: &LatencyTarget, reading: &Reading) -> f64 {
+    let limit = target.max_wait.as_secs_f64();
+    let age = reading.oldest_message_age.map_or(0.0, |age| age.as_secs_f64());
+    if age > limit { (age / limit).min(MOST_CORRECTION) } else { 1.0 }
 }
 
 /// The messages not yet taken by a worker: the backlog minus the in-flight ones, when the source reports them.

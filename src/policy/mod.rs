@@ -100,11 +100,13 @@ pub enum Rule {
     ScalingDisabled,
     /// The backlog does not shrink though replicas were added and completions did not rise: no scale-up.
     NotDraining,
+    /// Latency mode with the capacity for waiting jobs raised because the oldest message waited past `maxWait`.
+    MeasuredWait,
 }
 
 impl Rule {
     /// Every rule, for metrics that must reset the others.
-    pub const ALL: [Rule; 22] = [
+    pub const ALL: [Rule; 23] = [
         Rule::SourceRecommendation,
         Rule::WithinTolerance,
         Rule::SourceFailing,
@@ -127,6 +129,7 @@ impl Rule {
         Rule::BusyReplicas,
         Rule::ScalingDisabled,
         Rule::NotDraining,
+        Rule::MeasuredWait,
     ];
 
     /// A stable CamelCase code, in the style of the HPA's condition reasons.
@@ -154,6 +157,7 @@ impl Rule {
             Rule::BusyReplicas => "BusyReplicas",
             Rule::ScalingDisabled => "ScalingDisabled",
             Rule::NotDraining => "NotDraining",
+            Rule::MeasuredWait => "MeasuredWait",
         }
     }
 }
@@ -517,14 +521,21 @@ impl Autoscaler {
         let e = &source.estimates;
         let duration = e.job_duration_s.unwrap_or(0.0);
         let per_replica = if target.concurrency > 1 { format!(") / {}", target.concurrency) } else { ")".to_owned() };
+        let correction = latency::correction(&target, reading);
+        let (rule, corrected) = if correction > 1.0 {
+            let age = reading.oldest_message_age.map_or(0, |a| a.as_secs());
+            (Rule::MeasuredWait, format!(" × {correction:.2} (the oldest message waited {age}s, over maxWait)"))
+        } else {
+            (Rule::LatencyTarget, String::new())
+        };
         let seen = format!(
-            "{}: ({:.2}/s × {duration:.1}s + {} waiting × {duration:.1}s / {}s{per_replica} = {slots:.2} replicas",
+            "{}: ({:.2}/s × {duration:.1}s + {} waiting × {duration:.1}s / {}s{corrected}{per_replica} = {slots:.2} replicas",
             source.name,
             e.arrival_rate.unwrap_or(0.0),
             trim(latency::waiting(reading)),
             trim(target.max_wait.as_secs_f64()),
         );
-        Count { capped, uncapped, within, rule: Rule::LatencyTarget, seen }
+        Count { capped, uncapped, within, rule, seen }
     }
 
     fn strongest_source(&self, current: u32, readings: &[Option<Reading>], verdicts: &[SourceVerdict]) -> Draft {

@@ -663,3 +663,28 @@ fn a_backlog_more_replicas_do_not_drain_stops_the_scale_up_until_it_moves() {
     assert_ne!(d.reason.rule, Rule::NotDraining, "{}", d.reason);
     assert_eq!(d.not_draining, None);
 }
+
+#[test]
+fn a_measured_wait_past_max_wait_adds_capacity_until_it_falls_back() {
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", GENEROUS_SCALE_UP), 1);
+    let aged = |age: u64| {
+        Some(Reading {
+            backlog: 30.0,
+            in_flight: Some(0.0),
+            arrival_rate: Some(0.0),
+            oldest_message_age: Some(Duration::from_secs(age)),
+            ..Reading::default()
+        })
+    };
+    // 30 waiting × 10 s / 60 s = 5 replicas by Little's law; the oldest waited 120 s, twice maxWait: 10.
+    let d = run.at(0, &[aged(120)]);
+    assert_eq!((d.desired, d.reason.rule), (10, Rule::MeasuredWait), "{}", d.reason);
+    assert!(d.reason.message.contains("× 2.00 (the oldest message waited 120s, over maxWait)"), "{}", d.reason);
+    // Back under maxWait: Little's law alone again (the scale-down waits for its window).
+    let d = run.at(5, &[aged(30)]);
+    assert_eq!(d.reason.rule, Rule::ScaleDownStabilized, "{}", d.reason);
+    assert!(!d.reason.message.contains("over maxWait"), "{}", d.reason);
+    // Far past it, the correction is capped at four times.
+    let mut capped = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", GENEROUS_SCALE_UP), 1);
+    assert_eq!(capped.at(0, &[aged(3600)]).desired, 20);
+}
