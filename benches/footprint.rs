@@ -26,7 +26,8 @@
 //! from when they first answer the new number) to the scale write at the fake API is the "scale-up" column: within
 //! one poll plus the write, the agent decides within one poll of its data changing.
 //!
-//! `QS_AGENT_BINARY` runs another build of the agent (say, an older one) through the same bench.
+//! `QS_AGENT_BINARY` runs another build of the agent (say, an older one) through the same bench;
+//! `QS_BENCH_THREADS=1` prints the names of the agent's threads at the end of each window.
 
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mod.rs"]
@@ -569,8 +570,11 @@ impl Peer {
         }
     }
 
-    /// Raises target 0's backlog to [`RAISED`] and returns when the peer answers with it; `None` for `fixed`.
+    /// Raises target 0's backlog to [`RAISED`] and returns when its data changed — when the change began, or for a
+    /// peer that samples (the management API, Prometheus) when it first answered with a new number; `None` for
+    /// `fixed`.
     async fn raise(&self) -> Option<Instant> {
+        let began = Instant::now();
         match self {
             Peer::Fixed => None,
             Peer::RabbitMq { vhost, management, .. } => {
@@ -578,6 +582,7 @@ impl Peer {
                     .await
                     .expect("connect");
                 let channel = connection.create_channel().await.expect("a channel");
+                let began = Instant::now();
                 for _ in BACKLOG..RAISED {
                     channel
                         .basic_publish(
@@ -596,21 +601,21 @@ impl Peer {
                     .await
                     .expect("all in");
                 if !management {
-                    return Some(Instant::now());
+                    return Some(began);
                 }
                 let path = format!("/api/queues/{}/{}", vhost.name.replace('/', "%2F"), queue_name(0));
                 loop {
                     let (_, answer) = management_api(reqwest::Method::GET, &path, None).await;
-                    if answer["messages_ready"].as_u64() == Some(RAISED as u64) {
+                    if answer["messages_ready"].as_u64().is_some_and(|n| n != BACKLOG as u64) {
                         return Some(Instant::now());
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             Peer::Kafka { cluster, .. } => {
                 cluster.produce(0, (RAISED - BACKLOG).div_ceil(4));
                 cluster.flush();
-                Some(Instant::now())
+                Some(began)
             }
             Peer::Sqs { client, urls, .. } => {
                 for batch in 0..(RAISED - BACKLOG) / 10 {
@@ -629,17 +634,17 @@ impl Peer {
                         .await
                         .expect("send");
                 }
-                Some(Instant::now())
+                Some(began)
             }
             Peer::PubSub { monitoring, ids, .. } => {
                 monitoring.record(&ids[0], BACKLOG_METRIC, SystemTime::now(), RAISED as i64);
-                Some(Instant::now())
+                Some(began)
             }
             Peer::Prometheus { exporter, server, targets, .. } => {
                 exporter.set(&exposition(*targets, RAISED));
                 let query = "sum(qs_bench_backlog{queue=\"0\"})";
-                while prometheus_value(server, query).await != Some(RAISED as f64) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                while prometheus_value(server, query).await == Some(BACKLOG as f64) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Some(Instant::now())
             }
@@ -694,6 +699,19 @@ fn sample(pid: u32) -> Sample {
         status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
     };
     Sample { ticks, rss_kb: field("VmRSS:"), anonymous_kb: field("RssAnon:"), threads: field("Threads:") }
+}
+
+/// The names of a process's threads, for `QS_BENCH_THREADS=1`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    let mut names: Vec<String> = tasks
+        .iter()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -808,6 +826,9 @@ async fn measure(kind: Kind, targets: usize, poll: Duration, window: Duration) -
     let (before, reads_before, begun) = (sample(pid), peer.reads(), Instant::now());
     tokio::time::sleep(window).await;
     let (after, reads_after) = (sample(pid), peer.reads());
+    if std::env::var_os("QS_BENCH_THREADS").is_some() {
+        eprintln!("{} × {targets}: threads {:?}", kind.name(), thread_names(pid));
+    }
     let seconds = begun.elapsed().as_secs_f64();
     let cpu = (after.ticks - before.ticks) as f64 / clock_ticks_per_second() / seconds * 100.0;
     let reads_per_second = reads_before.zip(reads_after).map(|(b, a)| (a - b) as f64 / seconds);
