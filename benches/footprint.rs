@@ -274,6 +274,13 @@ impl MockKafka {
             let mut count = 0;
             let requests = rd::rd_kafka_mock_get_requests(self.cluster(), &mut count);
             if !requests.is_null() {
+                if std::env::var_os("QS_BENCH_DEBUG").is_some() && count > 0 {
+                    let mut kinds = std::collections::BTreeMap::new();
+                    for i in 0..count {
+                        *kinds.entry(rd::rd_kafka_mock_request_api_key(*requests.add(i))).or_insert(0) += 1;
+                    }
+                    eprintln!("kafka requests by API key: {kinds:?}");
+                }
                 rd::rd_kafka_mock_request_destroy_array(requests, count);
             }
             rd::rd_kafka_mock_clear_requests(self.cluster());
@@ -701,6 +708,23 @@ fn sample(pid: u32) -> Sample {
     Sample { ticks, rss_kb: field("VmRSS:"), anonymous_kb: field("RssAnon:"), threads: field("Threads:") }
 }
 
+/// Each thread's name and CPU ticks (utime + stime), by thread id.
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, (String, u64)> {
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let name = head.split_once(" (")?.1.to_owned();
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((task.file_name().to_string_lossy().into_owned(), (name, ticks)))
+        })
+        .collect()
+}
+
 /// The names of a process's threads, for `QS_BENCH_THREADS=1`.
 fn thread_names(pid: u32) -> Vec<String> {
     let tasks =
@@ -824,8 +848,23 @@ async fn measure(kind: Kind, targets: usize, poll: Duration, window: Duration) -
     .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (before, reads_before, begun) = (sample(pid), peer.reads(), Instant::now());
+    let threads_before = thread_ticks(pid);
     tokio::time::sleep(window).await;
     let (after, reads_after) = (sample(pid), peer.reads());
+    if std::env::var_os("QS_BENCH_DEBUG").is_some() {
+        let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+        for (tid, (name, ticks)) in thread_ticks(pid) {
+            let earlier = threads_before.get(&tid).map_or(0, |(_, t)| *t);
+            *by_name.entry(name).or_default() += ticks - earlier;
+        }
+        eprintln!("{} × {targets}: CPU ticks by thread over the window: {by_name:?}", kind.name());
+        eprintln!(
+            "{} × {targets}: anonymous {:.1} → {:.1} MB over the window",
+            kind.name(),
+            before.anonymous_kb as f64 / 1024.0,
+            after.anonymous_kb as f64 / 1024.0
+        );
+    }
     if std::env::var_os("QS_BENCH_THREADS").is_some() {
         eprintln!("{} × {targets}: threads {:?}", kind.name(), thread_names(pid));
     }
@@ -840,7 +879,14 @@ async fn measure(kind: Kind, targets: usize, poll: Duration, window: Duration) -
             kube.wait_until_replicas(NS, "worker-0", wanted, Duration::from_secs(60))
                 .await
                 .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
-            let (at, _) = *kube.scale_writes(NS, "worker-0").last().expect("a write");
+            // The store changes before the request is recorded with its answer: wait for the record too.
+            let written = |kube: &FakeKube| {
+                kube.scale_writes(NS, "worker-0").last().filter(|(_, replicas)| *replicas == wanted).map(|(at, _)| *at)
+            };
+            kube.wait_until("the write recorded", Duration::from_secs(10), |kube| written(kube).is_some())
+                .await
+                .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
+            let at = written(&kube).expect("recorded");
             Some(at.saturating_duration_since(changed))
         }
     };
