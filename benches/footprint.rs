@@ -26,7 +26,8 @@
 //! from when they first answer the new number) to the scale write at the fake API is the "scale-up" column: within
 //! one poll plus the write, the agent decides within one poll of its data changing.
 //!
-//! `QS_AGENT_BINARY` runs another build of the agent (say, an older one) through the same bench.
+//! `QS_AGENT_BINARY` runs another build of the agent (say, an older one) through the same bench;
+//! `QS_BENCH_THREADS=1` prints the names of the agent's threads at the end of each window.
 
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mod.rs"]
@@ -273,6 +274,13 @@ impl MockKafka {
             let mut count = 0;
             let requests = rd::rd_kafka_mock_get_requests(self.cluster(), &mut count);
             if !requests.is_null() {
+                if std::env::var_os("QS_BENCH_DEBUG").is_some() && count > 0 {
+                    let mut kinds = std::collections::BTreeMap::new();
+                    for i in 0..count {
+                        *kinds.entry(rd::rd_kafka_mock_request_api_key(*requests.add(i))).or_insert(0) += 1;
+                    }
+                    eprintln!("kafka requests by API key: {kinds:?}");
+                }
                 rd::rd_kafka_mock_request_destroy_array(requests, count);
             }
             rd::rd_kafka_mock_clear_requests(self.cluster());
@@ -569,8 +577,11 @@ impl Peer {
         }
     }
 
-    /// Raises target 0's backlog to [`RAISED`] and returns when the peer answers with it; `None` for `fixed`.
+    /// Raises target 0's backlog to [`RAISED`] and returns when its data changed — when the change began, or for a
+    /// peer that samples (the management API, Prometheus) when it first answered with a new number; `None` for
+    /// `fixed`.
     async fn raise(&self) -> Option<Instant> {
+        let began = Instant::now();
         match self {
             Peer::Fixed => None,
             Peer::RabbitMq { vhost, management, .. } => {
@@ -578,6 +589,7 @@ impl Peer {
                     .await
                     .expect("connect");
                 let channel = connection.create_channel().await.expect("a channel");
+                let began = Instant::now();
                 for _ in BACKLOG..RAISED {
                     channel
                         .basic_publish(
@@ -596,21 +608,21 @@ impl Peer {
                     .await
                     .expect("all in");
                 if !management {
-                    return Some(Instant::now());
+                    return Some(began);
                 }
                 let path = format!("/api/queues/{}/{}", vhost.name.replace('/', "%2F"), queue_name(0));
                 loop {
                     let (_, answer) = management_api(reqwest::Method::GET, &path, None).await;
-                    if answer["messages_ready"].as_u64() == Some(RAISED as u64) {
+                    if answer["messages_ready"].as_u64().is_some_and(|n| n != BACKLOG as u64) {
                         return Some(Instant::now());
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             Peer::Kafka { cluster, .. } => {
                 cluster.produce(0, (RAISED - BACKLOG).div_ceil(4));
                 cluster.flush();
-                Some(Instant::now())
+                Some(began)
             }
             Peer::Sqs { client, urls, .. } => {
                 for batch in 0..(RAISED - BACKLOG) / 10 {
@@ -629,17 +641,17 @@ impl Peer {
                         .await
                         .expect("send");
                 }
-                Some(Instant::now())
+                Some(began)
             }
             Peer::PubSub { monitoring, ids, .. } => {
                 monitoring.record(&ids[0], BACKLOG_METRIC, SystemTime::now(), RAISED as i64);
-                Some(Instant::now())
+                Some(began)
             }
             Peer::Prometheus { exporter, server, targets, .. } => {
                 exporter.set(&exposition(*targets, RAISED));
                 let query = "sum(qs_bench_backlog{queue=\"0\"})";
-                while prometheus_value(server, query).await != Some(RAISED as f64) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                while prometheus_value(server, query).await == Some(BACKLOG as f64) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Some(Instant::now())
             }
@@ -694,6 +706,36 @@ fn sample(pid: u32) -> Sample {
         status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
     };
     Sample { ticks, rss_kb: field("VmRSS:"), anonymous_kb: field("RssAnon:"), threads: field("Threads:") }
+}
+
+/// Each thread's name and CPU ticks (utime + stime), by thread id.
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, (String, u64)> {
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let name = head.split_once(" (")?.1.to_owned();
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((task.file_name().to_string_lossy().into_owned(), (name, ticks)))
+        })
+        .collect()
+}
+
+/// The names of a process's threads, for `QS_BENCH_THREADS=1`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    let mut names: Vec<String> = tasks
+        .iter()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -806,8 +848,26 @@ async fn measure(kind: Kind, targets: usize, poll: Duration, window: Duration) -
     .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (before, reads_before, begun) = (sample(pid), peer.reads(), Instant::now());
+    let threads_before = thread_ticks(pid);
     tokio::time::sleep(window).await;
     let (after, reads_after) = (sample(pid), peer.reads());
+    if std::env::var_os("QS_BENCH_DEBUG").is_some() {
+        let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+        for (tid, (name, ticks)) in thread_ticks(pid) {
+            let earlier = threads_before.get(&tid).map_or(0, |(_, t)| *t);
+            *by_name.entry(name).or_default() += ticks - earlier;
+        }
+        eprintln!("{} × {targets}: CPU ticks by thread over the window: {by_name:?}", kind.name());
+        eprintln!(
+            "{} × {targets}: anonymous {:.1} → {:.1} MB over the window",
+            kind.name(),
+            before.anonymous_kb as f64 / 1024.0,
+            after.anonymous_kb as f64 / 1024.0
+        );
+    }
+    if std::env::var_os("QS_BENCH_THREADS").is_some() {
+        eprintln!("{} × {targets}: threads {:?}", kind.name(), thread_names(pid));
+    }
     let seconds = begun.elapsed().as_secs_f64();
     let cpu = (after.ticks - before.ticks) as f64 / clock_ticks_per_second() / seconds * 100.0;
     let reads_per_second = reads_before.zip(reads_after).map(|(b, a)| (a - b) as f64 / seconds);
@@ -819,7 +879,14 @@ async fn measure(kind: Kind, targets: usize, poll: Duration, window: Duration) -
             kube.wait_until_replicas(NS, "worker-0", wanted, Duration::from_secs(60))
                 .await
                 .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
-            let (at, _) = *kube.scale_writes(NS, "worker-0").last().expect("a write");
+            // The store changes before the request is recorded with its answer: wait for the record too.
+            let written = |kube: &FakeKube| {
+                kube.scale_writes(NS, "worker-0").last().filter(|(_, replicas)| *replicas == wanted).map(|(at, _)| *at)
+            };
+            kube.wait_until("the write recorded", Duration::from_secs(10), |kube| written(kube).is_some())
+                .await
+                .unwrap_or_else(|e| panic!("{} × {targets}: {e}", kind.name()));
+            let at = written(&kube).expect("recorded");
             Some(at.saturating_duration_since(changed))
         }
     };

@@ -342,6 +342,10 @@ struct Link {
 /// Channels per AMQP connection: declares are quick, and each channel carries one at a time.
 const CHANNELS: usize = 4;
 
+/// The frame size the agent proposes (AMQP's minimum is 4 KB): a passive declare and its answer take a few hundred
+/// bytes, and lapin's buffers are 32 frames each way.
+const FRAME_MAX: u32 = 8 * 1024;
+
 impl AmqpClient {
     fn new(url: String, secrets: Secrets, read_timeout: Duration) -> AmqpClient {
         AmqpClient {
@@ -383,8 +387,7 @@ impl AmqpClient {
             {
                 return Err(error.clone());
             }
-            let properties = ConnectionProperties::default().with_connection_name("queue-scaler".into());
-            let connected = tokio::time::timeout(self.read_timeout, Connection::connect(&self.url, properties)).await;
+            let connected = tokio::time::timeout(self.read_timeout, self.connect()).await;
             let failure = match connected {
                 Ok(Ok(connection)) => {
                     link.connection = Some(connection);
@@ -406,6 +409,21 @@ impl AmqpClient {
             link.connection = None;
             self.connection_error(&error)
         })
+    }
+
+    /// Opens the connection, named `queue-scaler` for the broker's connection list. Unless the URL says otherwise it
+    /// proposes a small frame size ([`FRAME_MAX`]): lapin keeps 32 frames' worth of buffer each way per connection,
+    /// 8 MB at RabbitMQ's default of 128 KB, for declares whose frames take a few hundred bytes.
+    async fn connect(&self) -> lapin::Result<Connection> {
+        let properties = ConnectionProperties::default().with_connection_name("queue-scaler".into());
+        match AMQPUri::from_str(&self.url) {
+            Ok(mut uri) => {
+                uri.query.frame_max.get_or_insert(FRAME_MAX);
+                Connection::connect_uri(uri, properties).await
+            }
+            // Connecting reports what is wrong with it.
+            Err(_) => Connection::connect(&self.url, properties).await,
+        }
     }
 
     /// A failure of the connection itself, which every queue read on it shares.

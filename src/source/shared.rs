@@ -10,9 +10,10 @@
 //! nobody holds any more is closed [`KEEP`] after its last source went away.
 //!
 //! **[`Batcher`]** coalesces the reads of many sources into one request to the broker, where the broker can answer
-//! for many queues at once. Targets tick at slightly different moments, so a read joins the batch that is being
-//! sent if that batch left at most [`JOIN_LATE`] before the read began, else waits for the next one, which leaves
-//! as soon as the one in flight is answered. Either way a read is answered with data the broker gave after (or
+//! for many queues at once. Targets tick at slightly different moments: a batch leaves once reads stop arriving for
+//! [`GATHER`] (at most [`GATHER_AT_MOST`] after the first), a read of something the batch in flight asks joins it if
+//! it left at most [`JOIN_LATE`] before, and any other read waits for the next batch, which leaves as soon as the
+//! one in flight is answered. Either way a read is answered with data the broker gave after (or
 //! within [`JOIN_LATE`] of) the moment it was asked: every target still decides within one poll of its data
 //! changing. Each client runs its batches on a task of its own, one at a time, so a slow or broken broker holds up
 //! only its own sources.
@@ -33,8 +34,12 @@ use super::{kafka, prometheus, pubsub, rabbitmq, sqs};
 /// sources just before it builds the new ones, to find and keep it.
 pub const KEEP: Duration = Duration::from_secs(60);
 
-/// How long the first read of a batch waits for the reads of other targets that tick at nearly the same moment.
-pub const GATHER: Duration = Duration::from_millis(10);
+/// How long a batch waits for more reads after the last one arrived: targets that tick at nearly the same moment
+/// join it, and a lone read waits this long.
+pub const GATHER: Duration = Duration::from_millis(5);
+
+/// The longest a batch waits for reads to stop arriving before it leaves anyway.
+pub const GATHER_AT_MOST: Duration = Duration::from_millis(100);
 
 /// How long after a batch was sent a read may still take its answer instead of waiting for the next batch.
 pub const JOIN_LATE: Duration = Duration::from_millis(40);
@@ -309,6 +314,21 @@ pub(crate) async fn read<C: Batched>(client: &Arc<C>, key: C::Key) -> Option<C::
     answered.await.ok()
 }
 
+/// Waits while reads keep arriving ([`GATHER`] apart at most), for at most [`GATHER_AT_MOST`]: a thousand targets
+/// that tick in the same moment take a few milliseconds of CPU to get there, and should make one batch, not two.
+async fn gather<C: Batched>(client: &Arc<C>) {
+    let started = Instant::now();
+    let mut waiting = 0;
+    loop {
+        tokio::time::sleep(GATHER).await;
+        let now = client.batcher().lock().waiting.len();
+        if now == waiting || started.elapsed() >= GATHER_AT_MOST {
+            return;
+        }
+        waiting = now;
+    }
+}
+
 /// Marks a client's batches as running while it lives. Dropped before [`Running::finish`] — the task was dropped, as
 /// when its runtime shuts down — it fails the reads that were waiting (by dropping their senders) and lets the next
 /// read start a task again.
@@ -347,7 +367,7 @@ impl<C: Batched> Drop for Running<C> {
 
 async fn run_batches<C: Batched>(client: Arc<C>) {
     let mut running = Running { client: client.clone(), finished: false };
-    tokio::time::sleep(GATHER).await;
+    gather(&client).await;
     while let Some(batch) = running.next_batch() {
         let mut asked = HashSet::with_capacity(batch.len());
         let keys: Vec<C::Key> =

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::metadata::Metadata;
+use rdkafka::metadata::MetadataTopic;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -743,10 +743,11 @@ impl ClusterClient {
         let metadata = consumer
             .fetch_metadata(one, self.left(client, deadline)?)
             .map_err(|e| self.failed(client, "topic metadata", &e))?;
+        let topics: BTreeMap<&str, &MetadataTopic> = metadata.topics().iter().map(|t| (t.name(), t)).collect();
         let mut plans: Vec<Plan> = requests
             .iter()
             .map(|request| {
-                let (partitions, failed) = match self.partitions(request, &metadata) {
+                let (partitions, failed) = match self.partitions(request, &topics) {
                     Ok(partitions) => (partitions, None),
                     Err(error) => (Partitions { keys: Vec::new() }, Some(error)),
                 };
@@ -779,13 +780,19 @@ impl ClusterClient {
         Ok(plans.into_iter().map(|plan| (plan.request.clone(), self.assemble(client, plan, &end, &low))).collect())
     }
 
-    /// Every partition `request` measures: its topic's, or every topic's when it names none.
-    fn partitions(&self, request: &Request, metadata: &Metadata) -> Result<Partitions, SourceError> {
+    /// Every partition `request` measures: its topic's, or every topic's when it names none. `topics` is the
+    /// metadata's, by name.
+    fn partitions(
+        &self,
+        request: &Request,
+        topics: &BTreeMap<&str, &MetadataTopic>,
+    ) -> Result<Partitions, SourceError> {
+        let measured: Vec<&MetadataTopic> = match &request.topic {
+            Some(name) => topics.get(name.as_str()).copied().into_iter().collect(),
+            None => topics.values().copied().collect(),
+        };
         let mut keys = Vec::new();
-        for topic in metadata.topics() {
-            if request.topic.as_deref().is_some_and(|named| named != topic.name()) {
-                continue;
-            }
+        for topic in measured {
             if let Some(error) = topic.error() {
                 match &request.topic {
                     Some(_) => {
