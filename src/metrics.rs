@@ -40,8 +40,26 @@ pub const SOURCE_READ_DURATION: &str = "queue_scaler_source_read_duration_second
 pub const SCALE_EVENTS: &str = "queue_scaler_scale_events_total";
 /// Failed writes to the target.
 pub const SCALE_WRITE_ERRORS: &str = "queue_scaler_scale_write_errors_total";
-/// 1 for the rule that had the last word in the latest decision, 0 for rules that had it before.
-pub const DECISION_INFO: &str = "queue_scaler_decision_info";
+/// 1 for the rule that had the last word in the latest decision, 0 for rules that had it before: a one-hot state.
+pub const DECISION: &str = "queue_scaler_decision";
+/// The target's `minReplicas`.
+pub const MIN_REPLICAS: &str = "queue_scaler_min_replicas";
+/// The target's `maxReplicas`.
+pub const MAX_REPLICAS: &str = "queue_scaler_max_replicas";
+/// 1 while a failing source's `fallback.replicas` is in force.
+pub const FALLBACK_ACTIVE: &str = "queue_scaler_fallback_active";
+/// When the agent last changed the target's count (Unix seconds).
+pub const LAST_SCALE: &str = "queue_scaler_last_scale_timestamp_seconds";
+/// 1 while a source's backlog is above `activation` (a reason to run).
+pub const SOURCE_ACTIVE: &str = "queue_scaler_source_active";
+/// The job duration latency mode uses for a source, configured or learned.
+pub const JOB_DURATION: &str = "queue_scaler_job_duration_seconds";
+/// A source's smoothed arrival rate.
+pub const ARRIVAL_RATE: &str = "queue_scaler_arrival_rate";
+/// How long a job arriving now would wait at the current count, by Little's law.
+pub const PREDICTED_WAIT: &str = "queue_scaler_predicted_wait_seconds";
+/// Config reloads, by result: `applied` or `rejected`.
+pub const CONFIG_RELOADS: &str = "queue_scaler_config_reloads_total";
 /// 1 while another autoscaler (an HPA, a KEDA ScaledObject) scales the target, by that autoscaler.
 pub const OTHER_CONTROLLER: &str = "queue_scaler_other_controller";
 /// Changes of the replica count by others, by who made them (from `managedFields`).
@@ -68,7 +86,8 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(SOURCE_READ_DURATION.to_owned()), READ_BUCKETS)?
         .install_recorder()?;
     describe();
-    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let revision = option_env!("QUEUE_SCALER_REVISION").unwrap_or("unknown");
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "revision" => revision).set(1.0);
     Ok(handle)
 }
 
@@ -89,7 +108,20 @@ fn describe() {
     describe_histogram!(SOURCE_READ_DURATION, metrics::Unit::Seconds, "Duration of source reads.");
     describe_counter!(SCALE_EVENTS, "Replica count changes written, by direction.");
     describe_counter!(SCALE_WRITE_ERRORS, "Writes of the replica count that failed.");
-    describe_gauge!(DECISION_INFO, "1 for the rule that had the last word in the latest decision.");
+    describe_gauge!(DECISION, "1 for the rule that had the last word in the latest decision, 0 for the others.");
+    describe_gauge!(MIN_REPLICAS, "The target's minReplicas.");
+    describe_gauge!(MAX_REPLICAS, "The target's maxReplicas.");
+    describe_gauge!(FALLBACK_ACTIVE, "1 while a failing source's fallback.replicas is in force.");
+    describe_gauge!(LAST_SCALE, metrics::Unit::Seconds, "When the agent last changed the replica count (Unix time).");
+    describe_gauge!(SOURCE_ACTIVE, "1 while the source's backlog is above activation.");
+    describe_gauge!(JOB_DURATION, metrics::Unit::Seconds, "The job duration latency mode uses, configured or learned.");
+    describe_gauge!(ARRIVAL_RATE, "The source's smoothed arrival rate (jobs per second).");
+    describe_gauge!(
+        PREDICTED_WAIT,
+        metrics::Unit::Seconds,
+        "How long a job arriving now would wait at the current replica count, by Little's law."
+    );
+    describe_counter!(CONFIG_RELOADS, "Config file changes, by result: applied or rejected.");
     describe_gauge!(
         OTHER_CONTROLLER,
         "1 while another autoscaler scales the Deployment and the agent leaves it alone."
@@ -106,12 +138,17 @@ fn describe() {
     );
     describe_gauge!(HOLD_ACTIVE, "1 while a manual hold keeps the agent away from the Deployment.");
     describe_gauge!(LEADER, "1 while this agent is the leader and acts, 0 while it stands by.");
-    describe_gauge!(BUILD_INFO, "The running queue-scaler version.");
+    describe_gauge!(BUILD_INFO, "The running queue-scaler version and the git revision it was built from.");
 }
 
 /// Counts `pods` pods of `deployment` through a step of quiet scale-down.
 pub fn quiet_pods(deployment: &str, step: &'static str, pods: usize) {
     counter!(QUIET_PODS, "deployment" => deployment.to_owned(), "step" => step).increment(pods as u64);
+}
+
+/// Counts a config reload that was `applied` or `rejected`.
+pub fn config_reloaded(result: &'static str) {
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
 /// Sets the leader gauge.
@@ -129,6 +166,8 @@ pub struct TargetMetrics {
     scale_down: Counter,
     write_errors: Counter,
     hold: Gauge,
+    fallback: Gauge,
+    last_scale: Gauge,
     last_rule: Option<Rule>,
 }
 
@@ -140,11 +179,15 @@ struct SourceMetrics {
     read_duration: Histogram,
     data_age: Gauge,
     oldest_message_age: Gauge,
+    active: Gauge,
+    job_duration: Gauge,
+    arrival_rate: Gauge,
+    predicted_wait: Gauge,
 }
 
 impl TargetMetrics {
-    /// Registers the handles for `deployment` and its sources.
-    pub fn new(deployment: &str, source_names: &[String]) -> TargetMetrics {
+    /// Registers the handles for `deployment`, kept between `min` and `max` replicas, and its sources.
+    pub fn new(deployment: &str, (min, max): (u32, u32), source_names: &[String]) -> TargetMetrics {
         let d = deployment.to_owned();
         let sources = source_names
             .iter()
@@ -156,8 +199,14 @@ impl TargetMetrics {
                 read_duration: histogram!(SOURCE_READ_DURATION, "deployment" => d.clone(), "source" => s.clone()),
                 data_age: gauge!(SOURCE_DATA_AGE, "deployment" => d.clone(), "source" => s.clone()),
                 oldest_message_age: gauge!(OLDEST_MESSAGE_AGE, "deployment" => d.clone(), "source" => s.clone()),
+                active: gauge!(SOURCE_ACTIVE, "deployment" => d.clone(), "source" => s.clone()),
+                job_duration: gauge!(JOB_DURATION, "deployment" => d.clone(), "source" => s.clone()),
+                arrival_rate: gauge!(ARRIVAL_RATE, "deployment" => d.clone(), "source" => s.clone()),
+                predicted_wait: gauge!(PREDICTED_WAIT, "deployment" => d.clone(), "source" => s.clone()),
             })
             .collect();
+        gauge!(MIN_REPLICAS, "deployment" => d.clone()).set(f64::from(min));
+        gauge!(MAX_REPLICAS, "deployment" => d.clone()).set(f64::from(max));
         TargetMetrics {
             sources,
             desired: gauge!(DESIRED_REPLICAS, "deployment" => d.clone()),
@@ -166,6 +215,8 @@ impl TargetMetrics {
             scale_down: counter!(SCALE_EVENTS, "deployment" => d.clone(), "direction" => "down"),
             write_errors: counter!(SCALE_WRITE_ERRORS, "deployment" => d.clone()),
             hold: gauge!(HOLD_ACTIVE, "deployment" => d.clone()),
+            fallback: gauge!(FALLBACK_ACTIVE, "deployment" => d.clone()),
+            last_scale: gauge!(LAST_SCALE, "deployment" => d.clone()),
             deployment: d,
             last_rule: None,
         }
@@ -204,10 +255,23 @@ impl TargetMetrics {
         self.desired.set(f64::from(decision.desired));
         self.current.set(f64::from(decision.current));
         self.hold.set(0.0);
+        self.fallback.set(f64::from(u8::from(decision.sources.iter().any(|v| v.fallback))));
         for ((source, verdict), reading) in self.sources.iter().zip(&decision.sources).zip(readings) {
             source.recommended.set(f64::from(verdict.recommendation));
             if let Some(reading) = reading {
                 source.per_worker.set(reading.backlog / f64::from(decision.current.max(1)));
+                let learned = &verdict.learned;
+                source.active.set(f64::from(u8::from(learned.active)));
+                let learned_values = [
+                    (&source.job_duration, learned.job_duration_s),
+                    (&source.arrival_rate, learned.arrival_rate),
+                    (&source.predicted_wait, learned.predicted_wait_s),
+                ];
+                for (gauge, value) in learned_values {
+                    if let Some(value) = value {
+                        gauge.set(value);
+                    }
+                }
             }
         }
         let rule = decision.reason.rule;
@@ -226,12 +290,18 @@ impl TargetMetrics {
     }
 
     fn rule_gauge(&self, rule: Rule) -> Gauge {
-        gauge!(DECISION_INFO, "deployment" => self.deployment.clone(), "reason" => rule.code())
+        gauge!(DECISION, "deployment" => self.deployment.clone(), "rule" => rule.code())
     }
 
     /// Records a change written to the target.
     pub fn scaled(&self, from: u32, to: u32) {
-        if to > from { self.scale_up.increment(1) } else { self.scale_down.increment(1) }
+        if to > from {
+            self.scale_up.increment(1)
+        } else {
+            self.scale_down.increment(1)
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last_scale.set(now.as_secs_f64());
     }
 
     /// Records a failed write.

@@ -169,7 +169,7 @@ impl<T: ScaleTarget> TargetLoop<T> {
             spec: config.clone(),
             deployment: config.deployment.clone(),
             autoscaler: Autoscaler::new(config),
-            metrics: TargetMetrics::new(&config.deployment, &source_names),
+            metrics: TargetMetrics::new(&config.deployment, (config.min_replicas, config.max_replicas), &source_names),
             failure_streaks: vec![0; sources.len()],
             sources,
             source_names,

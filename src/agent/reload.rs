@@ -55,10 +55,12 @@ pub async fn watch_file(
                     tracing::warn!(%file, "namespace, metrics and leaderElection changes take effect on restart");
                 }
                 crate::redact::remember(&config.secrets);
+                crate::metrics::config_reloaded("applied");
                 tracing::info!(%file, targets = config.targets.len(), "config changed; applying it");
                 updates.send_replace(Arc::new(config));
             }
             Err(problems) => {
+                crate::metrics::config_reloaded("rejected");
                 tracing::error!(%file, %problems, "the changed config is invalid; keeping the running one");
             }
         }

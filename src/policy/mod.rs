@@ -188,6 +188,22 @@ pub struct SourceVerdict {
     pub failure_streak: u32,
     /// Whether its recommendation is the fallback count (it kept failing).
     pub fallback: bool,
+    /// What was learned from its reading this tick (nothing when the read failed).
+    pub learned: Learned,
+}
+
+/// What one source's reading says beyond its count, for metrics and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Learned {
+    /// Its backlog is above `activation` (or it saw work only a running worker can count): a reason to run.
+    pub active: bool,
+    /// The job duration latency mode uses, configured or learned, in seconds.
+    pub job_duration_s: Option<f64>,
+    /// The smoothed arrival rate, jobs per second.
+    pub arrival_rate: Option<f64>,
+    /// How long a job arriving now would wait at the current count, by Little's law: the waiting jobs' work over
+    /// the current slots. `None` without a job duration, or at zero replicas.
+    pub predicted_wait_s: Option<f64>,
 }
 
 /// One decision for one target.
@@ -307,7 +323,8 @@ impl Autoscaler {
         self.learn(now, current, readings);
         let bursting =
             self.burst.enabled && self.burst_state.observe(now, self.burst_interval(current), self.burst.hold_for);
-        let verdicts = self.judge_sources(current, readings);
+        let mut verdicts = self.judge_sources(current, readings);
+        self.tell_what_was_learned(current, readings, &mut verdicts);
         if current == 0 && self.min_replicas > 0 {
             // When it is raised again, the windows start afresh from that count, as after a restart.
             self.behavior = None;
@@ -420,6 +437,24 @@ impl Autoscaler {
         }
     }
 
+    /// Fills each passing verdict's [`Learned`].
+    fn tell_what_was_learned(&self, current: u32, readings: &[Option<Reading>], verdicts: &mut [SourceVerdict]) {
+        let slots = f64::from(current) * f64::from(self.concurrency());
+        for ((verdict, source), reading) in verdicts.iter_mut().zip(&self.sources).zip(readings) {
+            let Some(reading) = reading else { continue };
+            let e = &source.estimates;
+            verdict.learned = Learned {
+                active: reading.backlog > self.activation || reading.wakes,
+                job_duration_s: e.job_duration_s,
+                arrival_rate: e.arrival_rate,
+                predicted_wait_s: e
+                    .job_duration_s
+                    .filter(|_| slots > 0.0)
+                    .map(|d| latency::waiting(reading) * d / slots),
+            };
+        }
+    }
+
     /// The total backlog and completions per second over the sources that tell their completions this tick, if any.
     fn completions(&self, readings: &[Option<Reading>]) -> Option<(f64, f64)> {
         self.sources
@@ -480,7 +515,13 @@ impl Autoscaler {
             .map(|(streak, count)| match count {
                 Some(count) => {
                     *streak = 0;
-                    SourceVerdict { recommendation: count.capped, failing: false, failure_streak: 0, fallback: false }
+                    SourceVerdict {
+                        recommendation: count.capped,
+                        failing: false,
+                        failure_streak: 0,
+                        fallback: false,
+                        learned: Learned::default(),
+                    }
                 }
                 None => {
                     *streak = streak.saturating_add(1);
@@ -490,6 +531,7 @@ impl Autoscaler {
                         failing: true,
                         failure_streak: *streak,
                         fallback: fallback.is_some(),
+                        learned: Learned::default(),
                     }
                 }
             })

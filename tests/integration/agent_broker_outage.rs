@@ -88,7 +88,7 @@ async fn all_unreachable(agent: &Agent, deployment: &str, source: &str) {
 
 /// Waits until `reason` is the rule that had the last word on `deployment`'s decision.
 async fn reason_is(agent: &Agent, deployment: &str, reason: &str) {
-    let series = format!("queue_scaler_decision_info{{deployment=\"{deployment}\",reason=\"{reason}\"}}");
+    let series = format!("queue_scaler_decision{{deployment=\"{deployment}\",rule=\"{reason}\"}}");
     eventually(Duration::from_secs(10), &format!("{deployment}'s decision to be {reason}"), || async {
         agent.metric(&series).await.filter(|v| *v == 1.0)
     })

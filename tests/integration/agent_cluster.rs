@@ -141,6 +141,8 @@ async fn a_good_config_change_applies_within_a_poll_and_a_bad_one_changes_nothin
 
     agent.rewrite_config(NS, &body(&queue.name, 1, 30, ""));
     agent.logged("the changed config is invalid; keeping the running one", Duration::from_secs(5)).await;
+    assert_eq!(agent.metric("queue_scaler_config_reloads_total{result=\"applied\"}").await, Some(1.0));
+    assert_eq!(agent.metric("queue_scaler_config_reloads_total{result=\"rejected\"}").await, Some(1.0));
     assert!(agent.logs().contains("minReplicas (30) is above maxReplicas (20)"), "{}", agent.logs());
     queue.publish(40, 8).await;
     kube.wait_until_replicas(NS, "worker", 10, Duration::from_secs(5)).await.expect("still on backlogPerWorker 5");

@@ -54,7 +54,7 @@ async fn hostile_query_results_are_rejected_with_a_reason_and_never_scale() {
             agent.metric(&rejected).await.filter(|n| *n >= 3.0)
         })
         .await;
-        let held = format!("queue_scaler_decision_info{{deployment=\"{name}\",reason=\"SourceFailing\"}}");
+        let held = format!("queue_scaler_decision{{deployment=\"{name}\",rule=\"SourceFailing\"}}");
         assert_eq!(agent.metric(&held).await, Some(1.0), "{name}: the decision holds");
         let backlog = format!("queue_scaler_backlog{{deployment=\"{name}\",source=\"{name}\"}}");
         assert!(agent.metric(&backlog).await.is_none_or(|v| v == 0.0), "{name}: a rejected value is not exported");

@@ -59,8 +59,7 @@ async fn default_behavior_goes_one_to_five_then_seven_a_period_later() {
     assert_eq!(writes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [5, 7], "4 pods or 100 % per 15 s, then the rest");
     let gap = writes[1].0.duration_since(writes[0].0);
     assert!(gap >= Duration::from_secs(14) && gap <= Duration::from_secs(18), "one 15 s period apart, was {gap:?}");
-    let reason =
-        agent.metric("queue_scaler_decision_info{deployment=\"worker\",reason=\"SourceRecommendation\"}").await;
+    let reason = agent.metric("queue_scaler_decision{deployment=\"worker\",rule=\"SourceRecommendation\"}").await;
     assert_eq!(reason, Some(1.0));
     agent.stop().await;
 }
@@ -80,10 +79,7 @@ async fn an_unreachable_broker_holds_the_count_and_counts_errors() {
     assert!(later >= first + 2.0);
     assert_eq!(kube.replicas(NS, "worker"), Some(3), "held");
     assert!(kube.scale_writes(NS, "worker").is_empty(), "no write at all while the source fails");
-    assert_eq!(
-        agent.metric("queue_scaler_decision_info{deployment=\"worker\",reason=\"SourceFailing\"}").await,
-        Some(1.0)
-    );
+    assert_eq!(agent.metric("queue_scaler_decision{deployment=\"worker\",rule=\"SourceFailing\"}").await, Some(1.0));
     assert!(agent.logs().contains("source read failed; holding the replica count"), "{}", agent.logs());
     agent.stop().await;
 }
@@ -150,7 +146,7 @@ async fn the_metrics_exposition_passes_promtool() {
         "queue_scaler_current_replicas{",
         "queue_scaler_source_read_duration_seconds_bucket{",
         "queue_scaler_scale_events_total{deployment=\"worker\",direction=\"up\"} 1",
-        "queue_scaler_decision_info{",
+        "queue_scaler_decision{",
         "queue_scaler_build_info{",
     ] {
         assert!(exposition.contains(name), "{name} missing from\n{exposition}");

@@ -244,6 +244,22 @@ async fn status_shows_each_targets_counts_decision_and_sources_as_a_table_and_as
     assert_eq!((worker["current"].clone(), worker["desired"].clone()), (json!(4), json!(4)));
     assert_eq!(worker["sources"][1]["error_kind"], "unreachable");
     assert!(worker["sources"][0]["age_seconds"].as_f64().is_some_and(|age| age < 5.0), "{worker}");
+
+    // The metrics users alert on.
+    let series = |name: &str| format!("{name}{{deployment=\"worker\"}}");
+    assert_eq!(agent.metric(&series("queue_scaler_min_replicas")).await, Some(1.0));
+    assert_eq!(agent.metric(&series("queue_scaler_max_replicas")).await, Some(10.0));
+    assert_eq!(agent.metric(&series("queue_scaler_fallback_active")).await, Some(0.0));
+    let scaled_at = agent.metric(&series("queue_scaler_last_scale_timestamp_seconds")).await.unwrap_or(0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs_f64();
+    assert!((now - 60.0..=now).contains(&scaled_at), "{scaled_at}");
+    let rule = "queue_scaler_decision{deployment=\"worker\",rule=\"SourceFailing\"}";
+    assert_eq!(agent.metric(rule).await, Some(1.0));
+    let active = "queue_scaler_source_active{deployment=\"worker\",source=\"fixed/40\"}";
+    assert_eq!(agent.metric(active).await, Some(1.0));
+    let (_, exposition) = agent.get("/metrics").await.expect("metrics");
+    let build = exposition.lines().find(|l| l.starts_with("queue_scaler_build_info{")).expect("build info");
+    assert!(build.contains("revision=\"") && !build.contains("revision=\"unknown\""), "{build}");
     agent.stop().await;
 
     let (code, _, stderr) = status_command(&["--agent", "127.0.0.1:1"]).await;
