@@ -13,7 +13,7 @@
 //! together: per project, one `list_time_series` per metric whose filter names them all
 //! (`resource.labels.subscription_id = one_of("a", "b", …)`), over the longest window any of them asks; each reader
 //! then keeps the points of its own subscription within its own window. A filter travels in the URL, so past
-//! [`MAX_FILTER`] characters of ids the subscriptions are split over several requests.
+//! `MAX_FILTER` characters of ids the subscriptions are split over several requests.
 //!
 //! **Idle subscriptions have no points.** Cloud Monitoring writes none for a subscription that has nothing to
 //! report, so "no point" means either an idle subscription (backlog 0) or a deleted or misspelt one. The reader asks

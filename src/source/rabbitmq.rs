@@ -9,7 +9,7 @@
 //!   the arrival rate. RabbitMQ refreshes these numbers every few seconds (`collect_statistics_interval`).
 //!
 //! **One client per broker.** Every queue read over AMQP on the same URL (host, port, user, password, vhost and
-//! options) shares one connection, opened on the first read, with [`CHANNELS`] channels; a declare has a channel to
+//! options) shares one connection, opened on the first read, with `CHANNELS` channels; a declare has a channel to
 //! itself, because a failed passive declare (a missing queue, access refused) closes its channel — only that read
 //! fails, never its neighbours'. A connection that breaks is opened again by the first read after the break, once
 //! for all its queues. Every queue read through the same management API, user and vhost is answered by one

@@ -9,7 +9,7 @@
 //! every source through it, so a config reload that keeps a broker keeps its client and its connection. A client
 //! nobody holds any more is closed [`KEEP`] after its last source went away.
 //!
-//! **[`Batcher`]** coalesces the reads of many sources into one request to the broker, where the broker can answer
+//! **`Batcher`** coalesces the reads of many sources into one request to the broker, where the broker can answer
 //! for many queues at once. Targets tick at slightly different moments: a batch leaves once reads stop arriving for
 //! [`GATHER`] (at most [`GATHER_AT_MOST`] after the first), a read of something the batch in flight asks joins it if
 //! it left at most [`JOIN_LATE`] before, and any other read waits for the next batch, which leaves as soon as the
