@@ -18,6 +18,8 @@
 //!   baselines it is compared with, and the scorecard.
 //! * [`replay`] — recorded observations through the same decision code, one decision and reason per tick.
 //! * [`config`] — the YAML contract, typed and validated with messages that name file, line and field.
+//! * [`validation`] — the leaf the config, the policy and the sources share to say what is wrong: a problem at a
+//!   path, durations as written.
 //! * [`metrics`] — every metric name in one place.
 
 // The crate documentation links the agent's modules, which a drain-only build does not have.
@@ -47,3 +49,5 @@ pub mod sim;
 pub mod source;
 #[cfg(feature = "agent")]
 pub mod target;
+#[cfg(feature = "agent")]
+pub mod validation;

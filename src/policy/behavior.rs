@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Problem;
+use crate::validation::Problem;
 
 /// `behavior:` as in `autoscaling/v2` HorizontalPodAutoscaler.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]

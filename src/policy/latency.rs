@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{Problem, duration};
-use crate::source::Reading;
+use super::Reading;
+use crate::validation::{Problem, duration};
 
 /// `latencyTarget:` of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

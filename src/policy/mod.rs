@@ -29,6 +29,7 @@ pub mod behavior;
 pub mod burst;
 pub mod latency;
 pub mod not_draining;
+pub mod observation;
 pub mod scale_down_policy;
 pub mod schedule;
 
@@ -38,11 +39,11 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use crate::config::TargetConfig;
-use crate::source::Reading;
 use behavior::{BehaviorBound, BehaviorState, Rules};
 use burst::{BurstConfig, BurstState, Interval};
 use latency::{Estimates, LatencyTarget, SourceLearning};
 use not_draining::{DrainWatch, NotDrainingConfig};
+pub use observation::Reading;
 use schedule::CompiledSchedule;
 
 /// The HPA's default tolerance: no change while usage is within 10 % of the target.

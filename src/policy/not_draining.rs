@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::config::{Problem, duration};
+use crate::validation::{Problem, duration};
 
 /// `notDraining:` of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

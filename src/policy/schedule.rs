@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Problem, duration};
+use crate::validation::{Problem, duration};
 
 /// One entry of `schedules:`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

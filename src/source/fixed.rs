@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{ReadBacklog, Reading, SourceError};
-use crate::config::Problem;
 use crate::redact::Secrets;
+use crate::validation::Problem;
 
 /// `type: fixed` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -38,8 +38,8 @@ use tokio::sync::Semaphore;
 
 use super::shared::{self, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
-use crate::config::Problem;
 use crate::redact::{self, Secrets};
+use crate::validation::Problem;
 
 /// `type: prometheus` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -52,8 +52,8 @@ use tokio::sync::OnceCell;
 
 use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
-use crate::config::Problem;
 use crate::redact::{self, Secrets};
+use crate::validation::Problem;
 
 /// Messages not yet acknowledged: the backlog.
 pub const BACKLOG_METRIC: &str = "pubsub.googleapis.com/subscription/num_undelivered_messages";
@@ -76,7 +76,7 @@ pub struct Config {
     /// The subscription id (`transcoder_subscription`) or its full name (`projects/P/subscriptions/S`).
     pub subscription: String,
     /// The oldest a newest data point may be and still be acted on (default `5m`).
-    #[serde(default = "default_max_staleness", with = "crate::config::duration")]
+    #[serde(default = "default_max_staleness", with = "crate::validation::duration")]
     pub max_staleness: Duration,
     /// The Cloud Monitoring API to ask instead of Google's; an `http://` URL is sent no credentials.
     #[serde(default)]

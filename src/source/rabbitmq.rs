@@ -30,8 +30,8 @@ use tokio::sync::Semaphore;
 
 use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
-use crate::config::Problem;
 use crate::redact::{self, Secrets};
+use crate::validation::Problem;
 
 /// `type: rabbitmq` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -32,8 +32,8 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::shared::{self, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError, error_chain};
-use crate::config::Problem;
 use crate::redact::{self, Secrets};
+use crate::validation::Problem;
 
 /// `type: sqs` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

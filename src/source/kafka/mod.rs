@@ -74,8 +74,8 @@ use lag::{Lag, PartitionOffsets};
 
 use super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::{ReadBacklog, Reading, SourceError};
-use crate::config::Problem;
 use crate::redact::Secrets;
+use crate::validation::Problem;
 
 /// `type: kafka` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
