@@ -274,7 +274,7 @@ struct BatchState<C: Batched> {
 }
 
 struct InFlight<C: Batched> {
-    sent: Instant,
+    sent: tokio::time::Instant,
     keys: HashSet<C::Key>,
     late: Vec<oneshot::Sender<C::Answer>>,
 }
@@ -317,7 +317,7 @@ pub(crate) async fn read<C: Batched>(client: &Arc<C>, key: C::Key) -> Option<C::
 /// Waits while reads keep arriving ([`GATHER`] apart at most), for at most [`GATHER_AT_MOST`]: a thousand targets
 /// that tick in the same moment take a few milliseconds of CPU to get there, and should make one batch, not two.
 async fn gather<C: Batched>(client: &Arc<C>) {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let mut waiting = 0;
     loop {
         tokio::time::sleep(GATHER).await;
@@ -348,7 +348,7 @@ impl<C: Batched> Running<C> {
         }
         let batch = std::mem::take(&mut state.waiting);
         let keys = batch.iter().map(|(key, _)| key.clone()).collect();
-        state.in_flight = Some(InFlight { sent: Instant::now(), keys, late: Vec::new() });
+        state.in_flight = Some(InFlight { sent: tokio::time::Instant::now(), keys, late: Vec::new() });
         Some(batch)
     }
 }
@@ -409,7 +409,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // The batcher keeps time with tokio's clock, so these run on a paused one: the order of reads and batches is the
+    // test's, not the machine load's.
+    #[tokio::test(start_paused = true)]
     async fn reads_at_the_same_moment_share_one_batch_that_asks_each_key_once() {
         let broker = Arc::new(Counting::default());
         let reads = (0..100).map(|i| read(&broker, i % 10));
@@ -421,7 +423,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_read_after_a_batch_left_is_answered_by_a_fresh_one() {
         let broker = Arc::new(Counting { delay: Duration::from_millis(200), ..Counting::default() });
         let first = tokio::spawn({
@@ -445,7 +447,7 @@ mod tests {
         assert_eq!(broker.batches.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_batches_end_when_nobody_waits_and_start_again_on_the_next_read() {
         let broker = Arc::new(Counting::default());
         assert_eq!(read(&broker, 7).await.expect("an answer").0, 1);
