@@ -29,17 +29,51 @@ Values the schema cannot judge alone, refused at render time with what to do ins
 {{- end }}
 {{- end }}
 {{- if .Values.metrics.serviceMonitor.enabled }}
-{{- fail "metrics.serviceMonitor.enabled: sidecar mode has no Service of its own; scrape the worker pods' scaler-metrics port instead (a PodMonitor)" }}
+{{- fail "metrics.serviceMonitor.enabled: sidecar mode has no Service of its own; set metrics.podMonitor instead, which scrapes the worker pods' scaler-metrics port" }}
 {{- end }}
 {{- if .Values.podDisruptionBudget.enabled }}
 {{- fail "podDisruptionBudget.enabled: in sidecar mode the agent runs in the worker pods, whose budget belongs to the workers' own chart" }}
 {{- end }}
+{{- if .Values.networkPolicy.enabled }}
+{{- fail "networkPolicy.enabled: in sidecar mode the agent runs in the worker pods, whose network policy belongs to the workers' own chart; let it allow the agent's egress (API server, brokers) there" }}
+{{- end }}
+{{- if and .Values.metrics.podMonitor.enabled (not .Values.metrics.podMonitor.selector) }}
+{{- fail "metrics.podMonitor.selector: name the worker pods that carry the agent, e.g. {matchLabels: {app: transcoding-worker}}" }}
+{{- end }}
 {{- else }}
+{{- if .Values.metrics.podMonitor.enabled }}
+{{- fail "metrics.podMonitor.enabled: the PodMonitor is for sidecar mode; in deployment mode use metrics.serviceMonitor" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not $leader) }}
 {{- fail (printf "leaderElection.enabled: %d replicas without leader election would all write scales; turn it on or use one replica" (int .Values.replicaCount)) }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled: the ServiceMonitor scrapes the metrics Service; enable metrics.service too" }}
+{{- end }}
+{{- end }}
+{{- include "queue-scaler.networkPolicyChecks" . }}
+{{- end }}
+
+{{/*
+A NetworkPolicy that would cut the agent off from what it needs.
+*/}}
+{{- define "queue-scaler.networkPolicyChecks" -}}
+{{- $policy := .Values.networkPolicy }}
+{{- if $policy.enabled }}
+{{- if not $policy.apiServer.cidrs }}
+{{- fail "networkPolicy.apiServer.cidrs: the agent must reach the Kubernetes API server; list its addresses as CIDRs (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes)" }}
+{{- end }}
+{{- range $index, $target := (default dict .Values.config).targets }}
+{{- $scaleDown := default dict $target.scaleDown }}
+{{- if or $scaleDown.idleFirst $scaleDown.quiet $scaleDown.protectBusy }}
+{{- if not $policy.workers.podSelector }}
+{{- fail (printf "networkPolicy.workers.podSelector: config.targets[%d] reads its workers' drain endpoint (scaleDown); name the worker pods, e.g. {matchLabels: {app: %s}}" $index (default "worker" $target.deployment)) }}
+{{- end }}
+{{- $port := int (default 9091 $scaleDown.workerMetricsPort) }}
+{{- if ne $port (int $policy.workers.drainPort) }}
+{{- fail (printf "networkPolicy.workers.drainPort: %d, but config.targets[%d].scaleDown.workerMetricsPort is %d; make them the same port" (int $policy.workers.drainPort) $index $port) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -69,6 +69,9 @@ volumeMounts:
   # The root filesystem is read-only.
   - name: queue-scaler-tmp
     mountPath: /tmp
+  {{- with $root.Values.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{- define "queue-scaler.volumes" -}}
@@ -78,4 +81,7 @@ volumeMounts:
 - name: queue-scaler-tmp
   emptyDir:
     sizeLimit: 16Mi
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}

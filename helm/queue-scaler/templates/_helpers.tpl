@@ -53,12 +53,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+registry/repository, then @digest or :tag.
+*/}}
 {{- define "queue-scaler.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+PromQL label matchers that pick this release's agents out of everything Prometheus scrapes. The Prometheus Operator
+labels every target it finds through a ServiceMonitor or a PodMonitor with the pod's namespace and container, and
+the agent's container is named queue-scaler in both modes.
+*/}}
+{{- define "queue-scaler.agentSeries" -}}
+{{- default (printf "namespace=%q, container=%q" .Release.Namespace "queue-scaler") .Values.prometheusRule.selector }}
 {{- end }}
 
 {{/*
