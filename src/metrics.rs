@@ -167,6 +167,7 @@ pub struct TargetMetrics {
     write_errors: Counter,
     hold: Gauge,
     fallback: Gauge,
+    not_draining: Gauge,
     last_scale: Gauge,
     last_rule: Option<Rule>,
 }
@@ -216,6 +217,9 @@ impl TargetMetrics {
             write_errors: counter!(SCALE_WRITE_ERRORS, "deployment" => d.clone()),
             hold: gauge!(HOLD_ACTIVE, "deployment" => d.clone()),
             fallback: gauge!(FALLBACK_ACTIVE, "deployment" => d.clone()),
+            // Registered at 0 from the start, not on the first stall: an alert or a panel on it has a series to
+            // read while all is well.
+            not_draining: gauge!(NOT_DRAINING, "deployment" => d.clone()),
             last_scale: gauge!(LAST_SCALE, "deployment" => d.clone()),
             deployment: d,
             last_rule: None,
@@ -286,7 +290,7 @@ impl TargetMetrics {
 
     /// Records whether the backlog is not draining.
     pub fn not_draining(&self, stuck: bool) {
-        gauge!(NOT_DRAINING, "deployment" => self.deployment.clone()).set(f64::from(u8::from(stuck)));
+        self.not_draining.set(f64::from(u8::from(stuck)));
     }
 
     fn rule_gauge(&self, rule: Rule) -> Gauge {

@@ -61,11 +61,24 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `target` and waits until it is ready.
     pub async fn start(target: SocketAddr) -> Prometheus {
+        Prometheus::start_with_rules(target, &[], None).await
+    }
+
+    /// Starts Prometheus scraping `target` every second with `labels` on its series, evaluating the rule file
+    /// `rules` (if any) every second, and waits until it is ready.
+    pub async fn start_with_rules(target: SocketAddr, labels: &[(&str, &str)], rules: Option<&str>) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
-        let text = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{target}']\n"
+        let labels: String = labels.iter().map(|(name, value)| format!("          {name}: {value:?}\n")).collect();
+        let labels = if labels.is_empty() { String::new() } else { format!("        labels:\n{labels}") };
+        let mut text = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{target}']\n{labels}"
         );
+        if let Some(rules) = rules {
+            let file = dir.path().join("rules.yml");
+            std::fs::write(&file, rules).expect("write rules");
+            text.push_str(&format!("rule_files: [{:?}]\n", file.display().to_string()));
+        }
         std::fs::write(&config, text).expect("write config");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");

@@ -1,6 +1,7 @@
 //! Kinds the fake keeps as they are sent, with no behaviour of their own: what `helm install` of the
 //! project's chart creates around the agent (ServiceAccount, ConfigMap, Service, Role, RoleBinding,
-//! PodDisruptionBudget, and the Prometheus Operator's ServiceMonitor, as if its CRD were installed),
+//! PodDisruptionBudget, NetworkPolicy, and the Prometheus Operator's ServiceMonitor, PodMonitor and
+//! PrometheusRule, as if its CRDs were installed),
 //! and the other autoscalers the agent must not fight: `autoscaling/v2` HorizontalPodAutoscalers and
 //! KEDA's `keda.sh/v1alpha1` ScaledObjects (as if KEDA's CRDs were installed). Nothing here acts on
 //! them; the agent only reads which Deployment each one targets.
@@ -29,8 +30,14 @@ pub enum PlainKind {
     RoleBinding,
     /// `policy/v1` PodDisruptionBudget.
     PodDisruptionBudget,
+    /// `networking.k8s.io/v1` NetworkPolicy.
+    NetworkPolicy,
     /// `monitoring.coreos.com/v1` ServiceMonitor.
     ServiceMonitor,
+    /// `monitoring.coreos.com/v1` PodMonitor.
+    PodMonitor,
+    /// `monitoring.coreos.com/v1` PrometheusRule.
+    PrometheusRule,
     /// `autoscaling/v2` HorizontalPodAutoscaler.
     HorizontalPodAutoscaler,
     /// `keda.sh/v1alpha1` ScaledObject.
@@ -39,7 +46,7 @@ pub enum PlainKind {
 
 /// The named groups these kinds add to discovery.
 pub(super) const GROUPS: &[&str] =
-    &["rbac.authorization.k8s.io", "policy", "monitoring.coreos.com", "autoscaling", "keda.sh"];
+    &["rbac.authorization.k8s.io", "policy", "networking.k8s.io", "monitoring.coreos.com", "autoscaling", "keda.sh"];
 
 /// A namespaced `v1` resource stored as sent.
 const fn plain(
@@ -95,6 +102,15 @@ static POD_DISRUPTION_BUDGETS: Endpoint = plain(
     &[],
     PlainKind::PodDisruptionBudget,
 );
+static NETWORK_POLICIES: Endpoint = plain(
+    "networking.k8s.io",
+    "networkpolicies",
+    "networkpolicy",
+    "NetworkPolicy",
+    &["netpol"],
+    &[],
+    PlainKind::NetworkPolicy,
+);
 static SERVICE_MONITORS: Endpoint = plain(
     "monitoring.coreos.com",
     "servicemonitors",
@@ -103,6 +119,24 @@ static SERVICE_MONITORS: Endpoint = plain(
     &["smon"],
     &["prometheus-operator"],
     PlainKind::ServiceMonitor,
+);
+static POD_MONITORS: Endpoint = plain(
+    "monitoring.coreos.com",
+    "podmonitors",
+    "podmonitor",
+    "PodMonitor",
+    &["pmon"],
+    &["prometheus-operator"],
+    PlainKind::PodMonitor,
+);
+static PROMETHEUS_RULES: Endpoint = plain(
+    "monitoring.coreos.com",
+    "prometheusrules",
+    "prometheusrule",
+    "PrometheusRule",
+    &["promrule"],
+    &["prometheus-operator"],
+    PlainKind::PrometheusRule,
 );
 
 static HORIZONTAL_POD_AUTOSCALERS: Endpoint = at_version(
@@ -127,14 +161,17 @@ static SCALED_OBJECTS: Endpoint = at_version(
 );
 
 /// Every endpoint of a plain kind.
-pub(super) static ENDPOINTS: [&Endpoint; 9] = [
+pub(super) static ENDPOINTS: [&Endpoint; 12] = [
     &SERVICE_ACCOUNTS,
     &CONFIG_MAPS,
     &SERVICES,
     &ROLES,
     &ROLE_BINDINGS,
     &POD_DISRUPTION_BUDGETS,
+    &NETWORK_POLICIES,
     &SERVICE_MONITORS,
+    &POD_MONITORS,
+    &PROMETHEUS_RULES,
     &HORIZONTAL_POD_AUTOSCALERS,
     &SCALED_OBJECTS,
 ];
@@ -149,7 +186,10 @@ impl PlainKind {
             PlainKind::Role => &ROLES,
             PlainKind::RoleBinding => &ROLE_BINDINGS,
             PlainKind::PodDisruptionBudget => &POD_DISRUPTION_BUDGETS,
+            PlainKind::NetworkPolicy => &NETWORK_POLICIES,
             PlainKind::ServiceMonitor => &SERVICE_MONITORS,
+            PlainKind::PodMonitor => &POD_MONITORS,
+            PlainKind::PrometheusRule => &PROMETHEUS_RULES,
             PlainKind::HorizontalPodAutoscaler => &HORIZONTAL_POD_AUTOSCALERS,
             PlainKind::ScaledObject => &SCALED_OBJECTS,
         }
