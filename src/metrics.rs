@@ -6,6 +6,8 @@
 //!
 //! Handles are registered once per target and source and kept, so a poll costs a few atomic stores.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{
@@ -18,6 +20,8 @@ use crate::source::{Reading, SourceError};
 
 /// Backlog a source reported.
 pub const BACKLOG: &str = "queue_scaler_backlog";
+/// Backlog of each queue a source reads and adds up (RabbitMQ: `queue`, `queues` or `queueRegex`), by queue.
+pub const QUEUE_BACKLOG: &str = "queue_scaler_queue_backlog";
 /// Backlog divided by the current replica count.
 pub const BACKLOG_PER_WORKER: &str = "queue_scaler_backlog_per_worker";
 /// The replica count a source asks for.
@@ -93,6 +97,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
 
 fn describe() {
     describe_gauge!(BACKLOG, "Backlog the source reported at the latest poll (messages).");
+    describe_gauge!(
+        QUEUE_BACKLOG,
+        "Backlog of each queue the source adds up, by queue (0 once a queue is no longer read)."
+    );
     describe_gauge!(BACKLOG_PER_WORKER, "Backlog divided by the current replica count.");
     describe_gauge!(RECOMMENDED_REPLICAS, "Replica count the source asks for.");
     describe_gauge!(SOURCE_DATA_AGE, metrics::Unit::Seconds, "Age of the newest data point a sampled source read.");
@@ -175,6 +183,8 @@ pub struct TargetMetrics {
 struct SourceMetrics {
     name: String,
     backlog: Gauge,
+    /// Each queue's backlog gauge, by queue name, for the queues the latest reading counted.
+    queues: Mutex<HashMap<String, Gauge>>,
     per_worker: Gauge,
     recommended: Gauge,
     read_duration: Histogram,
@@ -195,6 +205,7 @@ impl TargetMetrics {
             .map(|s| SourceMetrics {
                 name: s.clone(),
                 backlog: gauge!(BACKLOG, "deployment" => d.clone(), "source" => s.clone()),
+                queues: Mutex::new(HashMap::new()),
                 per_worker: gauge!(BACKLOG_PER_WORKER, "deployment" => d.clone(), "source" => s.clone()),
                 recommended: gauge!(RECOMMENDED_REPLICAS, "deployment" => d.clone(), "source" => s.clone()),
                 read_duration: histogram!(SOURCE_READ_DURATION, "deployment" => d.clone(), "source" => s.clone()),
@@ -233,6 +244,7 @@ impl TargetMetrics {
         match result {
             Ok(reading) => {
                 source.backlog.set(reading.backlog);
+                self.queues(source, &reading.queues);
                 if let Some(age) = reading.data_age {
                     source.data_age.set(age.as_secs_f64());
                 }
@@ -251,6 +263,30 @@ impl TargetMetrics {
                 "kind" => error.kind()
             )
             .increment(1),
+        }
+    }
+
+    /// Sets each queue's backlog; a queue the reading no longer counts (deleted, or no longer matching
+    /// `queueRegex`) reads 0 from then on, since the exporter cannot drop a series.
+    fn queues(&self, source: &SourceMetrics, queues: &[(String, f64)]) {
+        let mut gauges = source.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        gauges.retain(|name, gauge| {
+            let counted = queues.iter().any(|(queue, _)| queue == name);
+            if !counted {
+                gauge.set(0.0);
+            }
+            counted
+        });
+        for (queue, backlog) in queues {
+            let gauge = gauges.entry(queue.clone()).or_insert_with(|| {
+                let labels = [
+                    ("deployment", self.deployment.clone()),
+                    ("source", source.name.clone()),
+                    ("queue", queue.clone()),
+                ];
+                gauge!(QUEUE_BACKLOG, &labels)
+            });
+            gauge.set(*backlog);
         }
     }
 
@@ -334,5 +370,36 @@ impl TargetMetrics {
     pub fn held(&self, replicas: u32) {
         self.hold.set(1.0);
         self.current.set(f64::from(replicas));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    #[test]
+    fn each_queue_has_its_backlog_and_a_queue_no_longer_read_reads_zero() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let target = TargetMetrics::new("worker", (0, 5), &["rabbitmq/jobs".to_owned()]);
+            let queues = |list: &[(&str, f64)]| Reading {
+                backlog: list.iter().map(|(_, n)| n).sum(),
+                queues: list.iter().map(|(q, n)| ((*q).to_owned(), *n)).collect(),
+                ..Reading::default()
+            };
+            target.read(0, Duration::ZERO, &Ok(queues(&[("jobs-a", 3.0), ("jobs-b", 4.0)])));
+            target.read(0, Duration::ZERO, &Ok(queues(&[("jobs-b", 6.0), ("jobs-c", 1.0)])));
+        });
+        let exposition = handle.render();
+        let series = |queue: &str| {
+            format!("queue_scaler_queue_backlog{{deployment=\"worker\",source=\"rabbitmq/jobs\",queue=\"{queue}\"}}")
+        };
+        for (queue, value) in [("jobs-a", 0), ("jobs-b", 6), ("jobs-c", 1)] {
+            assert!(exposition.contains(&format!("{} {value}\n", series(queue))), "{queue} = {value} in\n{exposition}");
+        }
+        assert!(exposition.contains("queue_scaler_backlog{deployment=\"worker\",source=\"rabbitmq/jobs\"} 7\n"));
     }
 }

@@ -23,6 +23,9 @@ pub struct Reading {
     /// New work waits that the backlog cannot show until a worker runs (messages on a Kafka partition the group
     /// never committed): wakes a target at zero whatever `activation` says.
     pub wakes: bool,
+    /// The backlog of each queue the source adds up, by name, for the per-queue metric (a RabbitMQ source can read
+    /// several); the decision uses only their sum, `backlog`.
+    pub queues: Vec<(String, f64)>,
     /// Partitions the consumer group has no committed offset on, for sources that have partitions.
     pub uncommitted_partitions: Option<u32>,
 }

@@ -170,7 +170,7 @@ impl SourceKind {
     pub fn default_name(&self) -> String {
         match self {
             SourceKind::Kafka(c) => format!("kafka/{}", c.measured()),
-            SourceKind::RabbitMq(c) => format!("rabbitmq/{}", c.queue),
+            SourceKind::RabbitMq(c) => format!("rabbitmq/{}", c.measured()),
             SourceKind::Sqs(c) => format!("sqs/{}", c.queue_name()),
             SourceKind::Prometheus(c) => format!("prometheus/{}", c.query),
             SourceKind::PubSub(c) => format!("pubsub/{}", c.subscription().map_or(c.subscription.clone(), |s| s.id)),

@@ -1,12 +1,19 @@
-//! RabbitMQ: the backlog of one queue, over AMQP or through the management API.
+//! RabbitMQ: the backlog of one queue or several, over AMQP or through the management API.
 //!
 //! Two ways to read it, as KEDA offers:
 //!
 //! * **AMQP** (default): a passive `queue.declare` returns the number of *ready* messages. Cheap and needs only the
 //!   AMQP port, but messages that workers hold unacknowledged are invisible, so a busy fleet looks idle.
 //! * **Management API** (`managementUrl` set): `GET /api/queues/VHOST` gives ready *and* unacknowledged messages
-//!   (the backlog counts both unless `excludeUnacknowledged`) plus the publish rate, which the latency mode uses as
-//!   the arrival rate. RabbitMQ refreshes these numbers every few seconds (`collect_statistics_interval`).
+//!   (the backlog counts both unless `excludeUnacknowledged`), the publish rate, which the latency mode uses as the
+//!   arrival rate, and `head_message_timestamp`, the AMQP `timestamp` property of each queue's first message, which
+//!   gives the oldest message's age when publishers set it (unknown, never 0, when they do not). RabbitMQ refreshes
+//!   these numbers every few seconds (`collect_statistics_interval`).
+//!
+//! **Which queues.** `queue`, a list (`queues`), or every queue of the vhost whose whole name matches `queueRegex`;
+//! their backlogs are summed and each is reported on its own for the per-queue metric. A pattern is matched against
+//! the management API's list at every poll, so a queue created later counts from the next poll; only that list can
+//! say which queues exist, so a pattern needs `managementUrl`. The vhost is `vhost`, else the one `url` names.
 //!
 //! **One client per broker.** Every queue read over AMQP on the same URL (host, port, user, password, vhost and
 //! options) shares one connection, opened on the first read, with `CHANNELS` channels; a declare has a channel to
@@ -19,12 +26,13 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
+use regex::Regex;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -39,8 +47,19 @@ use crate::validation::Problem;
 pub struct Config {
     /// `amqp://user:password@host:5672/vhost` (`%2f` is the default vhost `/`); `amqps://` for TLS.
     pub url: String,
-    /// The queue to measure.
-    pub queue: String,
+    /// The virtual host the queues live in; default: the one `url` names, else `/`.
+    #[serde(default)]
+    pub vhost: Option<String>,
+    /// The queue to measure (exactly one of `queue`, `queues` and `queueRegex`).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Several queues, whose backlogs are summed.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
+    /// Every queue of the vhost whose whole name matches this regular expression, summed; the management API lists
+    /// them at every poll, so a queue created later counts from the next poll.
+    #[serde(default)]
+    pub queue_regex: Option<String>,
     /// `http(s)://host:15672` of the management plugin; credentials from its userinfo, else from `url`.
     #[serde(default)]
     pub management_url: Option<String>,
@@ -49,22 +68,36 @@ pub struct Config {
     pub exclude_unacknowledged: bool,
 }
 
+/// The fields that name queues, of which a source sets exactly one.
+const QUEUE_FIELDS: &str = "`queue`, `queues` or `queueRegex`";
+
 impl Config {
     pub(super) fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if let Err(why) = AMQPUri::from_str(&self.url) {
-            problems.push(Problem::new(
+        match AMQPUri::from_str(&self.url) {
+            Err(why) => problems.push(Problem::new(
                 "url",
                 format!(
                     "`{}` is not an AMQP URL ({}); write `amqp://user:${{PASSWORD}}@host:5672/%2f`",
                     redact::url(&self.url),
                     self.secrets().scrub(&why)
                 ),
-            ));
+            )),
+            Ok(uri) => {
+                if let (Some(vhost), Some(in_url)) = (&self.vhost, url_names_vhost(&self.url).then_some(uri.vhost))
+                    && *vhost != in_url
+                {
+                    problems.push(Problem::new(
+                        "vhost",
+                        format!(
+                            "`{vhost}` differs from the vhost `{in_url}` that `url` names; drop the vhost from one \
+                             of them or make them agree"
+                        ),
+                    ));
+                }
+            }
         }
-        if self.queue.is_empty() {
-            problems.push(Problem::new("queue", "is empty; name the queue the workers consume"));
-        }
+        problems.extend(self.queue_problems());
         match &self.management_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 problems.push(Problem::new(
@@ -77,9 +110,84 @@ impl Config {
                 "only applies with `managementUrl` (over AMQP only ready messages are counted anyway); add \
                  `managementUrl` or remove it",
             )),
+            None if self.queue_regex.is_some() => problems.push(Problem::new(
+                "queueRegex",
+                "needs `managementUrl`: only the management API lists a vhost's queues; add e.g. \
+                 `managementUrl: http://rabbitmq:15672`, or name the queues with `queues: [a, b]`",
+            )),
             _ => {}
         }
         problems
+    }
+
+    /// Exactly one of `queue`, `queues` and `queueRegex`, each well formed.
+    fn queue_problems(&self) -> Vec<Problem> {
+        let given: Vec<&str> = [
+            ("queue", self.queue.is_some()),
+            ("queues", self.queues.is_some()),
+            ("queueRegex", self.queue_regex.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        match given[..] {
+            [] => {
+                return vec![Problem::new(
+                    "queue",
+                    format!("missing; name the queue the workers consume with {QUEUE_FIELDS}"),
+                )];
+            }
+            [_] => {}
+            [first, second, ..] => {
+                return vec![Problem::new(
+                    second,
+                    format!("is set along with `{first}`; use exactly one of {QUEUE_FIELDS}"),
+                )];
+            }
+        }
+        let mut problems = Vec::new();
+        if self.queue.as_deref() == Some("") {
+            problems.push(Problem::new("queue", "is empty; name the queue the workers consume"));
+        }
+        if let Some(queues) = &self.queues {
+            if queues.is_empty() {
+                problems.push(Problem::new("queues", "is empty; list the queues the workers consume, e.g. `[a, b]`"));
+            }
+            for (i, queue) in queues.iter().enumerate() {
+                if queue.is_empty() {
+                    problems.push(Problem::new(format!("queues[{i}]"), "is empty; name a queue"));
+                } else if queues[..i].contains(queue) {
+                    problems.push(Problem::new(
+                        format!("queues[{i}]"),
+                        format!("`{queue}` is listed twice; its backlog would count twice, remove one"),
+                    ));
+                }
+            }
+        }
+        if let Some(pattern) = &self.queue_regex
+            && let Err(why) = whole_name(pattern)
+        {
+            problems.push(Problem::new(
+                "queueRegex",
+                format!("`{pattern}` is not a regular expression ({}); write e.g. `jobs-.*`", regex_complaint(&why)),
+            ));
+        }
+        problems
+    }
+
+    /// The vhost the queues live in: `vhost`, else the one `url` names, else `/`.
+    pub fn effective_vhost(&self) -> String {
+        self.vhost.clone().unwrap_or_else(|| AMQPUri::from_str(&self.url).map_or_else(|_| "/".into(), |u| u.vhost))
+    }
+
+    /// The queues measured, as a default source name shows them: `videos`, `a,b` or the pattern.
+    pub fn measured(&self) -> String {
+        match (&self.queue, &self.queues, &self.queue_regex) {
+            (Some(queue), _, _) => queue.clone(),
+            (None, Some(queues), _) => queues.join(","),
+            (None, None, Some(pattern)) => pattern.clone(),
+            (None, None, None) => String::new(),
+        }
     }
 
     pub(super) fn warnings(&self) -> Vec<Problem> {
@@ -114,22 +222,31 @@ impl Config {
     }
 }
 
-/// A RabbitMQ queue's backlog reader: a handle onto the client of its broker, shared with every other queue read
+/// A RabbitMQ source's backlog reader: a handle onto the client of its broker, shared with every other queue read
 /// there.
 pub struct RabbitMq {
     config: Config,
     secrets: Secrets,
+    vhost: String,
     access: Access,
 }
 
-/// How a reader reaches its queue.
+/// How a reader reaches its queues.
 enum Access {
     /// Passive declares on the broker's shared AMQP connection.
     Amqp(Shared<AmqpClient>),
     /// The management API's list of the vhost's queues, one request per poll for all of them.
-    Management(Shared<ManagementClient>),
-    /// `url` does not parse, so the management API's vhost is unknown; every read says why.
-    Unparsable(SourceError),
+    Management(Shared<ManagementClient>, Selection),
+    /// The settings cannot be read from (`url` does not parse, `queueRegex` is not a pattern); every read says why.
+    Broken(SourceError),
+}
+
+/// Which queues of the management API's list a reader adds up.
+enum Selection {
+    /// These, each of which must be there.
+    Named(Vec<String>),
+    /// Every queue whose whole name matches, however many there are at that poll (none is a failed read).
+    Matching(Regex),
 }
 
 /// The read timeout of a reader made without the agent's: the agent's default `readTimeout`.
@@ -145,25 +262,26 @@ impl RabbitMq {
     /// until the first read. `read_timeout` bounds a connect and a management API request.
     pub fn shared(config: Config, read_timeout: Duration, clients: &Clients) -> RabbitMq {
         let secrets = config.secrets();
-        let access = match &config.management_url {
-            None => {
-                let key = format!("{}\n{read_timeout:?}", amqp_key(&config.url));
-                let url = config.url.clone();
-                Access::Amqp(clients.amqp(key, || AmqpClient::new(url, secrets.clone(), read_timeout)))
+        let vhost = config.effective_vhost();
+        let access = match (&config.management_url, AMQPUri::from_str(&config.url)) {
+            (None, _) => {
+                let key = format!("{}\n{vhost}\n{read_timeout:?}", amqp_key(&config.url));
+                let client = AmqpClient::new(config.url.clone(), vhost.clone(), secrets.clone(), read_timeout);
+                Access::Amqp(clients.amqp(key, || client))
             }
-            Some(base) => match AMQPUri::from_str(&config.url) {
-                Err(e) => Access::Unparsable(SourceError::Protocol {
-                    endpoint: redact::url(&config.url),
-                    detail: secrets.scrub(&e),
-                }),
-                Ok(amqp) => {
+            (Some(_), Err(e)) => {
+                Access::Broken(SourceError::Protocol { endpoint: redact::url(&config.url), detail: secrets.scrub(&e) })
+            }
+            (Some(base), Ok(amqp)) => match selection(&config) {
+                Err(detail) => Access::Broken(SourceError::Protocol { endpoint: redact::url(base), detail }),
+                Ok(selection) => {
                     let (base_url, credentials) = split_userinfo(base);
                     let (user, password) =
                         credentials.unwrap_or((amqp.authority.userinfo.username, amqp.authority.userinfo.password));
                     let url = format!(
                         "{}/api/queues/{}?columns={COLUMNS}&msg_rates_age=60&msg_rates_incr=5",
                         base_url.trim_end_matches('/'),
-                        encode_segment(&amqp.vhost)
+                        encode_segment(&vhost)
                     );
                     let key = format!("{url}\n{user}\n{password}\n{read_timeout:?}");
                     let management = ManagementClient {
@@ -171,25 +289,39 @@ impl RabbitMq {
                         user,
                         password,
                         shown: redact::url(base),
-                        vhost: amqp.vhost,
                         secrets: secrets.clone(),
                         read_timeout,
                         http: crate::outbound::client(),
                         batcher: Batcher::default(),
                     };
-                    Access::Management(clients.management(key, || management))
+                    Access::Management(clients.management(key, || management), selection)
                 }
             },
         };
-        RabbitMq { config, secrets, access }
+        RabbitMq { config, secrets, vhost, access }
     }
 
     fn endpoint(&self) -> String {
         redact::url(&self.config.url)
     }
 
+    /// The queues named by `queue` or `queues` (over AMQP, where `check` refuses `queueRegex`).
+    fn named(&self) -> Vec<String> {
+        self.config.queue.iter().chain(self.config.queues.iter().flatten()).cloned().collect()
+    }
+
+    /// Every named queue declared at once, each on a channel of its own; one failure fails the read.
     async fn read_amqp(&self, client: &AmqpClient) -> Result<Reading, SourceError> {
         let asked = Instant::now();
+        let names = self.named();
+        let declares = names.iter().map(|queue| self.ready_over_amqp(client, queue, asked));
+        let counts = futures::future::try_join_all(declares).await?;
+        let queues: Vec<(String, f64)> = names.into_iter().zip(counts).collect();
+        Ok(Reading { backlog: queues.iter().map(|(_, ready)| ready).sum(), queues, ..Reading::default() })
+    }
+
+    /// Ready messages in `queue`, by a passive declare.
+    async fn ready_over_amqp(&self, client: &AmqpClient, queue: &str, asked: Instant) -> Result<f64, SourceError> {
         // One declare per channel at a time: a failed passive declare closes its channel, and with it anything else
         // waiting on that channel, so a missing queue must never share one with its neighbours' reads.
         let _permit = client.channels.acquire().await.map_err(|e| SourceError::Protocol {
@@ -202,24 +334,24 @@ impl RabbitMq {
         };
         let declared = channel
             .queue_declare(
-                self.config.queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
                 FieldTable::default(),
             )
             .await;
         match declared {
-            Ok(queue) => {
+            Ok(declared) => {
                 client.give_back(channel);
-                Ok(Reading { backlog: f64::from(queue.message_count()), ..Reading::default() })
+                Ok(f64::from(declared.message_count()))
             }
             // A failed passive declare closes the channel (dropped here); the next read takes or opens another.
-            Err(e) => Err(self.classify(&e)),
+            Err(e) => Err(self.classify(queue, &e)),
         }
     }
 
-    fn classify(&self, error: &lapin::Error) -> SourceError {
+    fn classify(&self, queue: &str, error: &lapin::Error) -> SourceError {
         let detail = self.secrets.scrub(&error_chain(error));
-        let queue = || format!("queue `{}` on {}", self.config.queue, self.endpoint());
+        let queue = || format!("queue `{queue}` on {}", self.endpoint());
         if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
             match amqp.get_id() {
                 404 => {
@@ -237,23 +369,27 @@ impl RabbitMq {
         SourceError::Unreachable { endpoint: self.endpoint(), detail }
     }
 
-    async fn read_management(&self, client: &Arc<ManagementClient>) -> Result<Reading, SourceError> {
+    async fn read_management(
+        &self,
+        client: &Arc<ManagementClient>,
+        selection: &Selection,
+    ) -> Result<Reading, SourceError> {
         let management = client.shown.clone();
-        let queue = || format!("queue `{}` in vhost `{}` at {management}", self.config.queue, client.vhost);
+        let what = || format!("{} in vhost `{}` at {management}", self.described(selection), self.vhost);
         let answer = shared::read(client, ()).await.ok_or_else(|| SourceError::Protocol {
             endpoint: management.clone(),
             detail: "the read stopped with the agent".into(),
         })?;
-        let queues = match answer.as_ref() {
-            Ok(queues) => queues,
+        let listed = match answer.as_ref() {
+            Ok(listed) => listed,
             Err(ListFailure::Unreachable(detail)) => {
                 return Err(SourceError::Unreachable { endpoint: management.clone(), detail: detail.clone() });
             }
             Err(ListFailure::Status(404)) => {
-                return Err(SourceError::NotFound { what: queue(), detail: "HTTP 404".into() });
+                return Err(SourceError::NotFound { what: what(), detail: "HTTP 404".into() });
             }
             Err(ListFailure::Status(status @ (401 | 403))) => {
-                return Err(SourceError::Denied { what: queue(), detail: format!("HTTP {}", http_status(*status)) });
+                return Err(SourceError::Denied { what: what(), detail: format!("HTTP {}", http_status(*status)) });
             }
             Err(ListFailure::Status(status)) => {
                 return Err(SourceError::Protocol {
@@ -265,41 +401,117 @@ impl RabbitMq {
                 return Err(SourceError::Protocol { endpoint: management.clone(), detail: detail.clone() });
             }
         };
-        let Some(stats) = queues.get(&self.config.queue) else {
-            return Err(SourceError::NotFound {
-                what: queue(),
-                detail: "the management API lists no queue of that name in the vhost".into(),
-            });
+        let chosen: Vec<(&String, &QueueStats)> = match selection {
+            Selection::Named(names) => names
+                .iter()
+                .map(|name| {
+                    listed.get_key_value(name).ok_or_else(|| SourceError::NotFound {
+                        what: format!("queue `{name}` in vhost `{}` at {management}", self.vhost),
+                        detail: "the management API lists no queue of that name in the vhost".into(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Selection::Matching(pattern) => {
+                let mut matching: Vec<_> = listed.iter().filter(|(name, _)| pattern.is_match(name)).collect();
+                matching.sort_by_key(|(name, _)| *name);
+                // A queue created since the last statistics emission has no counts for a few seconds; it is left
+                // out until it has them, rather than failing the read of every queue that matches with it.
+                if matching.iter().any(|(_, stats)| stats.counted()) {
+                    matching.retain(|(_, stats)| stats.counted());
+                }
+                matching
+            }
         };
-        self.reading(stats.clone()).map_err(|detail| SourceError::Protocol { endpoint: management, detail })
+        if chosen.is_empty() {
+            return Err(SourceError::NotFound {
+                what: what(),
+                detail: "the management API lists no queue whose whole name matches".into(),
+            });
+        }
+        self.reading(&chosen, SystemTime::now())
+            .map_err(|detail| SourceError::Protocol { endpoint: management, detail })
     }
 
-    /// The reading a management API answer gives. An answer without the message counts (a queue whose statistics
-    /// are not collected yet, or are disabled) says nothing about the queue: a failed read, never an empty queue.
-    fn reading(&self, stats: QueueStats) -> Result<Reading, String> {
-        let (Some(ready), Some(unacknowledged)) = (stats.messages_ready, stats.messages_unacknowledged) else {
-            return Err(format!(
-                "the answer for queue `{}` has no messages_ready/messages_unacknowledged (statistics not collected \
-                 yet, or disabled)",
-                self.config.queue
-            ));
-        };
-        let counted = if self.config.exclude_unacknowledged { 0.0 } else { unacknowledged };
-        Ok(Reading {
-            backlog: ready + counted,
-            in_flight: Some(unacknowledged),
-            arrival_rate: stats.message_stats.and_then(|m| m.publish_details).map(|d| d.rate),
-            ..Reading::default()
-        })
+    /// How errors name the queues a selection measures.
+    fn described(&self, selection: &Selection) -> String {
+        match selection {
+            Selection::Named(names) if names.len() == 1 => format!("queue `{}`", names[0]),
+            Selection::Named(names) => format!("queues `{}`", names.join("`, `")),
+            Selection::Matching(_) => format!("queues matching `{}`", self.config.measured()),
+        }
     }
+
+    /// The reading the management API's answers for `queues` give, at `now`. An answer without the message counts
+    /// (a queue whose statistics are not collected yet, or are disabled) says nothing about the queue: a failed read,
+    /// never an empty queue.
+    fn reading(&self, queues: &[(&String, &QueueStats)], now: SystemTime) -> Result<Reading, String> {
+        let mut reading =
+            Reading { in_flight: Some(0.0), oldest_message_age: Some(Duration::ZERO), ..Reading::default() };
+        let mut unknown_age = false;
+        for (name, stats) in queues {
+            let (Some(ready), Some(unacknowledged)) = (stats.messages_ready, stats.messages_unacknowledged) else {
+                return Err(format!(
+                    "the answer for queue `{name}` has no messages_ready/messages_unacknowledged (statistics not \
+                     collected yet, or disabled)"
+                ));
+            };
+            let counted = ready + if self.config.exclude_unacknowledged { 0.0 } else { unacknowledged };
+            reading.backlog += counted;
+            reading.in_flight = reading.in_flight.map(|n| n + unacknowledged);
+            if let Some(rate) = stats.message_stats.as_ref().and_then(|m| m.publish_details.as_ref()) {
+                reading.arrival_rate = Some(reading.arrival_rate.unwrap_or(0.0) + rate.rate);
+            }
+            // An empty queue's oldest message is no wait at all; a message without a timestamp hides its age.
+            match (ready > 0.0, stats.head_message_timestamp) {
+                (false, _) => {}
+                (true, Some(sent)) => {
+                    let sent = UNIX_EPOCH + Duration::from_secs(sent);
+                    let age = now.duration_since(sent).unwrap_or_default();
+                    reading.oldest_message_age = reading.oldest_message_age.max(Some(age));
+                }
+                (true, None) => unknown_age = true,
+            }
+            reading.queues.push(((*name).clone(), counted));
+        }
+        if unknown_age && reading.oldest_message_age == Some(Duration::ZERO) {
+            reading.oldest_message_age = None;
+        }
+        Ok(reading)
+    }
+}
+
+/// The queues of the management API's list that `config` measures; `Err` when `queueRegex` is not a pattern.
+fn selection(config: &Config) -> Result<Selection, String> {
+    match &config.queue_regex {
+        Some(pattern) => whole_name(pattern).map(Selection::Matching),
+        None => Ok(Selection::Named(config.queue.iter().chain(config.queues.iter().flatten()).cloned().collect())),
+    }
+}
+
+/// `pattern` as a regular expression that must match a queue's whole name: `jobs-.*` takes `jobs-1`, not
+/// `old-jobs-1`.
+fn whole_name(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())
+}
+
+/// What the regex crate says is wrong, without the pattern and caret it draws above it.
+fn regex_complaint(text: &str) -> &str {
+    text.lines().find_map(|line| line.trim().strip_prefix("error: ")).unwrap_or(text)
+}
+
+/// Whether `url` writes a vhost (a path after the host), rather than leaving it to the default `/`.
+fn url_names_vhost(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    rest.split_once('/').is_some_and(|(_, path)| !path.is_empty())
 }
 
 impl ReadBacklog for RabbitMq {
     async fn read(&self) -> Result<Reading, SourceError> {
         match &self.access {
             Access::Amqp(client) => self.read_amqp(client).await,
-            Access::Management(client) => self.read_management(client.client()).await,
-            Access::Unparsable(error) => Err(error.clone()),
+            Access::Management(client, selection) => self.read_management(client.client(), selection).await,
+            Access::Broken(error) => Err(error.clone()),
         }
     }
 }
@@ -322,6 +534,8 @@ fn amqp_key(url: &str) -> String {
 /// pool of channels. A connection that breaks is opened again once, by the first read after the break, for all.
 pub(crate) struct AmqpClient {
     url: String,
+    /// The vhost connected to: `vhost` from the settings, else the URL's.
+    vhost: String,
     endpoint: String,
     secrets: Secrets,
     read_timeout: Duration,
@@ -347,10 +561,11 @@ const CHANNELS: usize = 4;
 const FRAME_MAX: u32 = 8 * 1024;
 
 impl AmqpClient {
-    fn new(url: String, secrets: Secrets, read_timeout: Duration) -> AmqpClient {
+    fn new(url: String, vhost: String, secrets: Secrets, read_timeout: Duration) -> AmqpClient {
         AmqpClient {
             endpoint: redact::url(&url),
             url,
+            vhost,
             secrets,
             read_timeout,
             link: tokio::sync::Mutex::new(Link::default()),
@@ -419,6 +634,7 @@ impl AmqpClient {
         match AMQPUri::from_str(&self.url) {
             Ok(mut uri) => {
                 uri.query.frame_max.get_or_insert(FRAME_MAX);
+                uri.vhost.clone_from(&self.vhost);
                 Connection::connect_uri(uri, properties).await
             }
             // Connecting reports what is wrong with it.
@@ -450,7 +666,8 @@ impl AmqpClient {
 }
 
 /// The columns of the management API's queue list a reading needs.
-const COLUMNS: &str = "name,messages_ready,messages_unacknowledged,message_stats.publish_details.rate";
+const COLUMNS: &str =
+    "name,messages_ready,messages_unacknowledged,message_stats.publish_details.rate,head_message_timestamp";
 
 /// One management API, user and vhost: every queue of the vhost in one request per poll.
 pub(crate) struct ManagementClient {
@@ -460,7 +677,6 @@ pub(crate) struct ManagementClient {
     password: String,
     /// The base URL as logs may show it.
     shown: String,
-    vhost: String,
     secrets: Secrets,
     read_timeout: Duration,
     http: reqwest::Client,
@@ -519,6 +735,9 @@ pub(crate) struct QueueStats {
     messages_unacknowledged: Option<f64>,
     #[serde(default)]
     message_stats: Option<MessageStats>,
+    /// The AMQP `timestamp` property of the queue's first message (Unix seconds), when its publisher set one.
+    #[serde(default)]
+    head_message_timestamp: Option<u64>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -530,6 +749,13 @@ pub(crate) struct MessageStats {
 #[derive(Clone, Deserialize)]
 pub(crate) struct Rate {
     rate: f64,
+}
+
+impl QueueStats {
+    /// Whether the answer has the message counts (statistics collected at least once).
+    fn counted(&self) -> bool {
+        self.messages_ready.is_some() && self.messages_unacknowledged.is_some()
+    }
 }
 
 /// `http://user:pass@host:15672/` → (`http://host:15672/`, Some((user, pass))) with the userinfo percent-decoded.
@@ -570,23 +796,124 @@ fn mentions_code(text: &str, code: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn config(queues: &str) -> Config {
+        let yaml = format!("url: amqp://rabbitmq\nmanagementUrl: http://rabbitmq:15672\n{queues}");
+        serde_norway::from_str(&yaml).expect("parses")
+    }
+
+    fn messages(config: &Config) -> Vec<String> {
+        config.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+    }
+
+    fn stats(json: &str) -> QueueStats {
+        serde_json::from_str(json).expect("an answer")
+    }
+
     #[test]
     fn a_management_answer_without_the_counts_is_a_failed_read() {
-        let reader = RabbitMq::new(Config {
-            url: "amqp://rabbitmq".into(),
-            queue: "videos".into(),
-            management_url: Some("http://rabbitmq:15672".into()),
-            exclude_unacknowledged: false,
-        });
-        let stats = |json: &str| serde_json::from_str::<QueueStats>(json).expect("an answer");
+        let reader = RabbitMq::new(config("queue: videos"));
+        let name = "videos".to_owned();
         let fresh_queue = stats(r#"{"name":"videos","vhost":"/","durable":true}"#);
-        let error = reader.reading(fresh_queue).expect_err("no counts, no reading");
+        let error = reader.reading(&[(&name, &fresh_queue)], SystemTime::now()).expect_err("no counts, no reading");
         assert!(error.contains("no messages_ready/messages_unacknowledged"), "{error}");
         let counted = stats(
             r#"{"messages_ready":7,"messages_unacknowledged":3,"message_stats":{"publish_details":{"rate":1.5}}}"#,
         );
-        let reading = reader.reading(counted).expect("counts");
+        let reading = reader.reading(&[(&name, &counted)], SystemTime::now()).expect("counts");
         assert_eq!((reading.backlog, reading.in_flight, reading.arrival_rate), (10.0, Some(3.0), Some(1.5)));
+        assert_eq!(reading.queues, [("videos".to_owned(), 10.0)]);
+    }
+
+    #[test]
+    fn several_queues_add_up_and_the_oldest_head_message_is_the_age() {
+        let reader = RabbitMq::new(config("queues: [a, b, c]"));
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let (a, b, c) = ("a".to_owned(), "b".to_owned(), "c".to_owned());
+        let a_stats = stats(r#"{"messages_ready":4,"messages_unacknowledged":1,"head_message_timestamp":910}"#);
+        let b_stats = stats(
+            r#"{"messages_ready":2,"messages_unacknowledged":0,"head_message_timestamp":970,
+            "message_stats":{"publish_details":{"rate":2.0}}}"#,
+        );
+        // Empty: its last message's timestamp is history, not a wait.
+        let c_stats = stats(r#"{"messages_ready":0,"messages_unacknowledged":3,"head_message_timestamp":100}"#);
+        let reading = reader.reading(&[(&a, &a_stats), (&b, &b_stats), (&c, &c_stats)], now).expect("counts");
+        assert_eq!((reading.backlog, reading.in_flight, reading.arrival_rate), (13.0, Some(4.0), Some(2.0)));
+        assert_eq!(reading.oldest_message_age, Some(Duration::from_secs(90)));
+        assert_eq!(reading.queues, [("a".to_owned(), 5.0), ("b".to_owned(), 2.0), ("c".to_owned(), 3.0)]);
+    }
+
+    #[test]
+    fn a_waiting_message_without_a_timestamp_leaves_the_age_unknown_not_zero() {
+        let reader = RabbitMq::new(config("queue: a"));
+        let a = "a".to_owned();
+        let now = SystemTime::now();
+        let untimed = stats(r#"{"messages_ready":4,"messages_unacknowledged":0}"#);
+        assert_eq!(reader.reading(&[(&a, &untimed)], now).expect("counts").oldest_message_age, None);
+        let empty = stats(r#"{"messages_ready":0,"messages_unacknowledged":0}"#);
+        assert_eq!(reader.reading(&[(&a, &empty)], now).expect("counts").oldest_message_age, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn exactly_one_of_queue_queues_and_queue_regex() {
+        assert!(messages(&config("queue: a")).is_empty());
+        assert!(messages(&config("queues: [a, b]")).is_empty());
+        assert!(messages(&config("queueRegex: 'jobs-.*'")).is_empty());
+        assert_eq!(
+            messages(&config("")),
+            ["queue: missing; name the queue the workers consume with `queue`, `queues` or `queueRegex`"]
+        );
+        assert_eq!(
+            messages(&config("queue: a\nqueueRegex: b")),
+            ["queueRegex: is set along with `queue`; use exactly one of `queue`, `queues` or `queueRegex`"]
+        );
+        assert_eq!(
+            messages(&config("queues: [a, '', a]")),
+            [
+                "queues[1]: is empty; name a queue",
+                "queues[2]: `a` is listed twice; its backlog would count twice, remove one"
+            ]
+        );
+        assert_eq!(
+            messages(&config("queues: []")),
+            ["queues: is empty; list the queues the workers consume, e.g. `[a, b]`"]
+        );
+        assert_eq!(
+            messages(&config("queueRegex: 'jobs-('")),
+            ["queueRegex: `jobs-(` is not a regular expression (unclosed group); write e.g. `jobs-.*`"]
+        );
+        let over_amqp = Config { management_url: None, ..config("queueRegex: 'jobs-.*'") };
+        assert_eq!(messages(&over_amqp).len(), 1);
+        assert!(messages(&over_amqp)[0].starts_with("queueRegex: needs `managementUrl`"), "{:?}", messages(&over_amqp));
+    }
+
+    #[test]
+    fn a_regex_matches_whole_names() {
+        let pattern = whole_name("jobs-.*").expect("a pattern");
+        assert!(pattern.is_match("jobs-1"));
+        assert!(!pattern.is_match("old-jobs-1"));
+        assert!(whole_name("a|b").expect("a pattern").is_match("b"));
+        assert!(!whole_name("a|b").expect("a pattern").is_match("ab"));
+    }
+
+    #[test]
+    fn the_vhost_comes_from_the_setting_or_the_url_and_they_must_agree() {
+        let with = |url: &str, vhost: Option<&str>| Config {
+            url: url.into(),
+            vhost: vhost.map(str::to_owned),
+            ..config("queue: a")
+        };
+        assert_eq!(with("amqp://h", None).effective_vhost(), "/");
+        assert_eq!(with("amqp://h:5672/jobs", None).effective_vhost(), "jobs");
+        assert_eq!(with("amqp://h", Some("jobs")).effective_vhost(), "jobs");
+        assert!(messages(&with("amqp://h?heartbeat=10", Some("jobs"))).is_empty());
+        assert!(messages(&with("amqp://h/jobs", Some("jobs"))).is_empty());
+        assert_eq!(
+            messages(&with("amqp://h/%2f", Some("jobs"))),
+            [
+                "vhost: `jobs` differs from the vhost `/` that `url` names; drop the vhost from one of them or make them \
+              agree"
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::support::agent::Agent;
 use crate::support::eventually;
 use crate::support::kube_api::FakeKube;
-use crate::support::rabbitmq::{TestQueue, amqp_url};
+use crate::support::rabbitmq::{TestQueue, TestVhost, amqp_url, management_url};
 
 const NS: &str = "video";
 
@@ -140,6 +140,7 @@ async fn the_metrics_exposition_passes_promtool() {
     let (_, exposition) = agent.get("/metrics").await.expect("metrics");
     for name in [
         "queue_scaler_backlog{",
+        "queue_scaler_queue_backlog{",
         "queue_scaler_backlog_per_worker{",
         "queue_scaler_recommended_replicas{",
         "queue_scaler_desired_replicas{",
@@ -165,5 +166,31 @@ async fn the_metrics_exposition_passes_promtool() {
     let out = promtool.wait_with_output().await.expect("promtool ran");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}\n{exposition}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn queues_matching_a_regex_scale_on_their_sum_and_each_has_its_series() {
+    let vhost = TestVhost::new("e2e-regex").await;
+    vhost.queue("jobs-a", 20).await;
+    vhost.queue("jobs-b", 30).await;
+    vhost.queue("other", 500).await;
+    let kube = fake_with_worker(1).await;
+    let body = format!(
+        "pollInterval: 1s\ntargets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 10\n    sources:\n      \
+         - type: rabbitmq\n        name: jobs\n        url: {}\n        vhost: {}\n        queueRegex: 'jobs-.*'\n        \
+         managementUrl: {}\n        backlogPerWorker: 10\n",
+        vhost.url(),
+        vhost.name,
+        management_url()
+    );
+    let agent = Agent::start(&kube, NS, &body, &[]).await;
+    kube.wait_until_replicas(NS, "worker", 5, Duration::from_secs(30)).await.expect("(20 + 30) / 10 → 5, not 55");
+    let series =
+        |queue: &str| format!("queue_scaler_queue_backlog{{deployment=\"worker\",source=\"jobs\",queue=\"{queue}\"}}");
+    for (queue, backlog) in [("jobs-a", 20.0), ("jobs-b", 30.0)] {
+        assert_eq!(agent.metric(&series(queue)).await, Some(backlog), "{queue}");
+    }
+    assert_eq!(agent.metric(&series("other")).await, None, "a queue that does not match has no series");
     agent.stop().await;
 }

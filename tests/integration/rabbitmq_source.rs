@@ -1,23 +1,33 @@
-//! The RabbitMQ source against the real broker: counts over AMQP and the management API, and typed failures.
+//! The RabbitMQ source against the real broker: counts over AMQP and the management API, vhosts, several queues and
+//! patterns, the oldest message's age, and typed failures.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
 use queue_scaler::source::rabbitmq::{Config, RabbitMq};
-use queue_scaler::source::{Clients, ReadBacklog, SourceError};
+use queue_scaler::source::{Clients, ReadBacklog, Reading, SourceError};
 
 use crate::support::eventually;
 use crate::support::rabbitmq::{
     TestQueue, TestUser, TestVhost, amqp_url, amqp_url_as, management_url, management_url_as,
 };
 
-fn source(queue: &str, management: bool) -> RabbitMq {
-    RabbitMq::new(Config {
-        url: amqp_url(),
-        queue: queue.to_owned(),
-        management_url: management.then(management_url),
+/// Settings for one queue at `url`, over AMQP.
+fn one_queue(url: String, queue: &str) -> Config {
+    Config {
+        url,
+        vhost: None,
+        queue: Some(queue.to_owned()),
+        queues: None,
+        queue_regex: None,
+        management_url: None,
         exclude_unacknowledged: false,
-    })
+    }
+}
+
+fn source(queue: &str, management: bool) -> RabbitMq {
+    RabbitMq::new(Config { management_url: management.then(management_url), ..one_queue(amqp_url(), queue) })
 }
 
 /// Takes `n` messages without acknowledging them: they become unacknowledged while the channel lives.
@@ -74,12 +84,7 @@ async fn a_queue_without_statistics_yet_is_a_failed_read_not_an_empty_queue() {
 }
 
 fn config_of(queue: &str) -> Config {
-    Config {
-        url: amqp_url(),
-        queue: queue.to_owned(),
-        management_url: Some(management_url()),
-        exclude_unacknowledged: false,
-    }
+    Config { management_url: Some(management_url()), ..one_queue(amqp_url(), queue) }
 }
 
 #[tokio::test]
@@ -106,12 +111,7 @@ async fn a_missing_queue_is_not_found_by_name_and_the_reader_recovers() {
 
 #[tokio::test]
 async fn an_unreachable_broker_is_reported_as_such() {
-    let reader = RabbitMq::new(Config {
-        url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
-        queue: "q".into(),
-        management_url: None,
-        exclude_unacknowledged: false,
-    });
+    let reader = RabbitMq::new(one_queue("amqp://guest:guest@127.0.0.1:1/%2f".into(), "q"));
     let error = reader.read().await.expect_err("port 1 is closed");
     assert_eq!(error.kind(), "unreachable", "{error}");
 }
@@ -119,22 +119,15 @@ async fn an_unreachable_broker_is_reported_as_such() {
 #[tokio::test]
 async fn a_wrong_password_is_denied_and_never_shown() {
     let password = "not-the-guest-password-1234";
-    let reader = RabbitMq::new(Config {
-        url: format!("amqp://guest:{password}@127.0.0.1:5672/%2f"),
-        queue: "q".into(),
-        management_url: None,
-        exclude_unacknowledged: false,
-    });
+    let reader = RabbitMq::new(one_queue(format!("amqp://guest:{password}@127.0.0.1:5672/%2f"), "q"));
     let error = reader.read().await.expect_err("wrong password");
     let text = format!("{error} {error:?}");
     assert!(!text.contains(password), "{text}");
     assert!(matches!(error, SourceError::Denied { .. } | SourceError::Unreachable { .. }), "{error:?}");
 
     let management = RabbitMq::new(Config {
-        url: amqp_url(),
-        queue: "q".into(),
         management_url: Some(format!("http://guest:{password}@127.0.0.1:15672")),
-        exclude_unacknowledged: false,
+        ..one_queue(amqp_url(), "q")
     });
     let error = management.read().await.expect_err("wrong password");
     assert_eq!(error.kind(), "denied", "{error}");
@@ -144,8 +137,7 @@ async fn a_wrong_password_is_denied_and_never_shown() {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn shared(clients: &Clients, url: String, queue: &str, management_url: Option<String>) -> RabbitMq {
-    let config = Config { url, queue: queue.to_owned(), management_url, exclude_unacknowledged: false };
-    RabbitMq::shared(config, TIMEOUT, clients)
+    RabbitMq::shared(Config { management_url, ..one_queue(url, queue) }, TIMEOUT, clients)
 }
 
 #[tokio::test]
@@ -219,4 +211,125 @@ async fn a_queue_the_broker_refuses_fails_only_its_own_read() {
         assert_eq!(missing.expect_err("not in the list").kind(), "not_found");
         assert_eq!(refused.expect_err("not a management user").kind(), "denied");
     }
+}
+
+/// The broker's AMQP URL naming no vhost, so that `vhost` says which.
+fn url_without_vhost() -> String {
+    let mut url = reqwest::Url::parse(&amqp_url()).expect("an AMQP URL");
+    url.set_path("");
+    url.to_string()
+}
+
+/// Waits for the management API's statistics to show `backlog`, and returns that reading.
+async fn management_shows(reader: &RabbitMq, backlog: f64) -> Reading {
+    eventually(Duration::from_secs(20), "management statistics catch up", || async {
+        reader.read().await.ok().filter(|r| r.backlog == backlog)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_vhost_other_than_the_default_is_read_over_amqp_and_the_management_api() {
+    let vhost = TestVhost::new("vhost").await;
+    vhost.queue("jobs", 6).await;
+    let in_vhost = Config { vhost: Some(vhost.name.clone()), ..one_queue(url_without_vhost(), "jobs") };
+    assert_eq!(RabbitMq::new(in_vhost.clone()).read().await.expect("read over AMQP").backlog, 6.0);
+    let management = RabbitMq::new(Config { management_url: Some(management_url()), ..in_vhost });
+    management_shows(&management, 6.0).await;
+    // The vhost the URL names still works without `vhost`.
+    assert_eq!(RabbitMq::new(one_queue(vhost.url(), "jobs")).read().await.expect("read").backlog, 6.0);
+    // The default vhost has no such queue: the setting is what was read.
+    let in_default = one_queue(url_without_vhost(), "jobs");
+    assert_eq!(RabbitMq::new(in_default).read().await.expect_err("not in /").kind(), "not_found");
+}
+
+#[tokio::test]
+async fn several_queues_are_summed_and_each_is_reported() {
+    let (a, b) = (TestQueue::new("sum-a").await, TestQueue::new("sum-b").await);
+    a.publish(0, 3).await;
+    b.publish(0, 4).await;
+    let both = Config { queue: None, queues: Some(vec![a.name.clone(), b.name.clone()]), ..one_queue(amqp_url(), "") };
+    let reading = RabbitMq::new(both.clone()).read().await.expect("read over AMQP");
+    assert_eq!(reading.backlog, 7.0);
+    assert_eq!(reading.queues, [(a.name.clone(), 3.0), (b.name.clone(), 4.0)]);
+
+    let management = RabbitMq::new(Config { management_url: Some(management_url()), ..both.clone() });
+    let reading = management_shows(&management, 7.0).await;
+    assert_eq!(reading.queues, [(a.name.clone(), 3.0), (b.name.clone(), 4.0)]);
+
+    // One queue of the list missing fails the read, naming that queue, both ways.
+    let with_missing = Config { queues: Some(vec![a.name.clone(), "qs-test-no-such-queue".into()]), ..both };
+    for reader in [
+        RabbitMq::new(with_missing.clone()),
+        RabbitMq::new(Config { management_url: Some(management_url()), ..with_missing }),
+    ] {
+        match reader.read().await {
+            Err(SourceError::NotFound { what, .. }) => assert!(what.contains("qs-test-no-such-queue"), "{what}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_regex_takes_the_matching_queues_and_one_created_later_on_the_next_poll() {
+    let vhost = TestVhost::new("regex").await;
+    vhost.queue("jobs-a", 2).await;
+    vhost.queue("jobs-b", 3).await;
+    vhost.queue("old-jobs-c", 100).await;
+    vhost.queue("jobsx", 50).await;
+    let reader = RabbitMq::new(Config {
+        vhost: Some(vhost.name.clone()),
+        queue: None,
+        queue_regex: Some("jobs-.*".into()),
+        management_url: Some(management_url()),
+        ..one_queue(url_without_vhost(), "")
+    });
+    let reading = management_shows(&reader, 5.0).await;
+    assert_eq!(reading.queues, [("jobs-a".to_owned(), 2.0), ("jobs-b".to_owned(), 3.0)]);
+
+    vhost.queue("jobs-d", 4).await;
+    let reading = management_shows(&reader, 9.0).await;
+    assert_eq!(reading.queues.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>(), ["jobs-a", "jobs-b", "jobs-d"]);
+
+    let none = RabbitMq::new(Config {
+        vhost: Some(vhost.name.clone()),
+        queue: None,
+        queue_regex: Some("nothing-.*".into()),
+        management_url: Some(management_url()),
+        ..one_queue(url_without_vhost(), "")
+    });
+    match none.read().await {
+        Err(SourceError::NotFound { what, detail }) => {
+            assert!(what.contains("queues matching `nothing-.*`"), "{what}");
+            assert!(detail.contains("no queue whose whole name matches"), "{detail}");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_oldest_message_age_comes_from_the_head_message_timestamp() {
+    let queue = TestQueue::new("age").await;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    for sent in [now - 90, now] {
+        let properties = BasicProperties::default().with_timestamp(sent);
+        queue
+            .channel()
+            .basic_publish("".into(), queue.name.as_str().into(), BasicPublishOptions::default(), b"job", properties)
+            .await
+            .expect("publish");
+    }
+    assert_eq!(queue.ready().await, 2);
+    let reader = RabbitMq::new(config_of(&queue.name));
+    let reading = management_shows(&reader, 2.0).await;
+    let age = reading.oldest_message_age.expect("publishers set the timestamp");
+    // Whole seconds both ways: the age is at least the 90 s it was published in the past, and the statistics lag
+    // the queue by seconds, not minutes.
+    assert!(age >= Duration::from_secs(90) && age < Duration::from_secs(150), "{age:?}");
+    assert_eq!(source(&queue.name, false).read().await.expect("read over AMQP").oldest_message_age, None);
+
+    let untimed = TestQueue::new("age-untimed").await;
+    untimed.publish(0, 3).await;
+    let reading = management_shows(&RabbitMq::new(config_of(&untimed.name)), 3.0).await;
+    assert_eq!(reading.oldest_message_age, None, "no timestamp: unknown, not 0");
 }

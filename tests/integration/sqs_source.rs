@@ -34,6 +34,8 @@ async fn counts_waiting_in_flight_and_delayed_messages_as_configured() {
     let reading = reader.read().await.expect("read");
     assert_eq!(reading.backlog, 12.0, "7 waiting + 5 in flight; delayed ones not counted by default");
     assert_eq!(reading.in_flight, Some(5.0));
+    // SQS publishes ApproximateAgeOfOldestMessage only to CloudWatch, not as a queue attribute: no age is claimed.
+    assert_eq!(reading.oldest_message_age, None);
     let waiting_only = Sqs::new(Config { include_in_flight: false, ..config(&queue.url) });
     assert_eq!(waiting_only.read().await.expect("read").backlog, 7.0);
     let with_delayed = Sqs::new(Config { include_delayed: true, ..config(&queue.url) });
