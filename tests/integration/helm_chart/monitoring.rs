@@ -228,13 +228,15 @@ async fn every_dashboard_query_parses_with_promtool_and_it_carries_the_sidecar_l
         assert!(all.contains(needed), "no panel reads {needed}: {all:?}");
     }
 
-    // Another label for a differently configured sidecar.
-    let rendered = render_with(json!({"dashboard": {"enabled": true, "labels": {"dashboards": "queue"},
-        "annotations": {"grafana_folder": "Autoscaling"}}}))
+    // Another label for a differently configured sidecar: Helm merges maps, so the default goes by setting it null.
+    let labels = json!({"grafana_dashboard": null, "dashboards": "queue"});
+    let rendered = render_with(
+        json!({"dashboard": {"enabled": true, "labels": labels, "annotations": {"grafana_folder": "Autoscaling"}}}),
+    )
     .await;
     let map = rendered.objects.iter().find(|o| o["metadata"]["name"] == "queue-scaler-dashboard").expect("ConfigMap");
     assert_eq!(map["metadata"]["labels"]["dashboards"], "queue");
-    assert!(map["metadata"]["labels"].get("grafana_dashboard").is_none(), "the label is replaced, not added to");
+    assert!(map["metadata"]["labels"].get("grafana_dashboard").is_none(), "the default label is gone");
     assert_eq!(map["metadata"]["annotations"]["grafana_folder"], "Autoscaling");
 }
 
