@@ -1,5 +1,6 @@
 //! The scorecard: every built-in trace with queue-scaler's default policy and every baseline, written to
-//! `docs/scorecard/` as a markdown table (`README.md`) and one plot per trace.
+//! `docs/scorecard/` as a markdown table (`README.md`) and one plot per trace; then quiet scale-down next to
+//! idle-first on every trace (`quiet.md`).
 //!
 //! It is a bench rather than a test because it is a measurement, not a pass/fail check: the goals it reports are
 //! what queue-scaler's defaults are tuned against, and a missed goal is shown with its numbers. Run it with
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use queue_scaler::sim::baseline::Baseline;
 use queue_scaler::sim::compare::{Setup, compare};
+use queue_scaler::sim::quiet_score::{self, QuietRow};
 use queue_scaler::sim::run::{DEFAULT_CONFIG, default_config};
 use queue_scaler::sim::scorecard::{TraceScore, markdown};
 use queue_scaler::sim::{BUILTIN, WorldSettings, builtin, plot};
@@ -51,7 +53,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = markdown(&scores, &preamble(&settings));
     std::fs::write(out.join("README.md"), &text)?;
     println!("{text}");
+
+    let mut rows = Vec::new();
+    for (name, _) in BUILTIN {
+        let jobs = builtin(name).ok_or("a built-in trace is missing")?;
+        for &mode in quiet_score::MODES {
+            rows.push(QuietRow::measure(name, mode, &jobs)?);
+        }
+    }
+    let text = quiet_score::markdown(&rows, &quiet_preamble());
+    std::fs::write(out.join("quiet.md"), &text)?;
+    println!("{text}");
     Ok(())
+}
+
+fn quiet_preamble() -> String {
+    format!(
+        "Generated with the scorecard (`cargo test --bench scorecard -- --bench`). Each built-in trace runs twice per \
+         mode through the same simulated queue and Deployment: once with `scaleDown: {{ idleFirst: true }}`, once \
+         with `scaleDown: {{ quiet: true, quietTimeout: {} }}`. The quietTimeout is longer than the longest job of \
+         any trace (`long-jobs` runs up to 40 minutes): at the 30m default, quiet would time out on those jobs and \
+         cut them. Goals (issue 14): 0 interrupted jobs with quiet, at ≤ {}× idle-first's replica-seconds. \
+         `interrupted` counts jobs whose run was cut short because their pod was removed. The configs (latency \
+         mode adds `latencyTarget: {{ maxWait: 90s }}`):\n\n```yaml\n{}```",
+        quiet_score::QUIET_TIMEOUT,
+        quiet_score::QUIET_COST_MULTIPLE,
+        quiet_score::config_text("", "{ quiet: true, quietTimeout: 45m }")
+    )
 }
 
 fn preamble(settings: &WorldSettings) -> String {
@@ -68,7 +96,8 @@ fn preamble(settings: &WorldSettings) -> String {
          `minReplicas`); `threshold` is the seed's loop (every 10 s, one replica up above the target, one down \
          below 80 % of it); `oracle` knows every job in advance and plans replicas to start each one within the \
          target's `maxWait` (see `src/sim/baseline/oracle.rs`): it is a greedy clairvoyant plan, not a proven \
-         optimum. The proven floor is the work itself, shown under each table.",
+         optimum. The proven floor is the work itself, shown under each table. Quiet scale-down next to idle-first: \
+         [quiet.md](quiet.md).",
         settings.pod_start_delay_s,
         settings.concurrency,
         settings.termination_grace_s,

@@ -157,6 +157,10 @@ struct SimulateArgs {
     /// Poll interval; default: the config's pollInterval.
     #[arg(long, value_parser = parse_duration)]
     poll_interval: Option<Duration>,
+    /// A stuck consumer: from START for LENGTH (e.g. `15m+10m`) no job makes progress, however many pods run, as
+    /// when a downstream service is down. Repeatable.
+    #[arg(long, value_name = "START+LENGTH", value_parser = parse_stall)]
+    stall: Vec<sim::Stall>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -195,6 +199,19 @@ struct ReplayArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| format!("`{text}` is not a duration; write e.g. 30m or 2h"))
+}
+
+/// `START+LENGTH`, both durations since the start of the trace.
+fn parse_stall(text: &str) -> Result<sim::Stall, String> {
+    let Some((start, length)) = text.split_once('+') else {
+        return Err(format!("`{text}` is not START+LENGTH; write e.g. 15m+10m"));
+    };
+    let (start, length) = (parse_duration(start.trim())?, parse_duration(length.trim())?);
+    if length.is_zero() {
+        return Err(format!("`{text}` lasts no time; give the stall a length, e.g. 15m+10m"));
+    }
+    let from_s = start.as_secs_f64();
+    Ok(sim::Stall { from_s, until_s: from_s + length.as_secs_f64() })
 }
 
 /// A size such as `100MB`, `2GB`, `500KB` or a number of bytes.
@@ -359,6 +376,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
             concurrency: args.concurrency,
             termination_grace_s: args.termination_grace.as_secs_f64(),
             initial_replicas: target.min_replicas,
+            stalls: args.stall.clone(),
             ..sim::WorldSettings::default()
         },
         baselines: args.compare.clone(),

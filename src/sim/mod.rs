@@ -15,18 +15,22 @@
 //! - [`plot`]: backlog, replicas and wait of every policy over time, as an SVG.
 //! - [`progress`]: a progress bar on a terminal for runs that take a while.
 //! - [`scorecard`]: every built-in trace with every policy, checked against the goals, as markdown.
+//! - [`quiet_score`]: quiet scale-down next to idle-first on every built-in trace, checked against its goals.
 
 pub mod baseline;
 pub mod cluster;
 pub mod compare;
 pub mod plot;
 pub mod progress;
+pub mod quiet_score;
 pub mod report;
 pub mod run;
+#[cfg(test)]
+mod scenarios;
 pub mod scorecard;
 pub mod trace;
 pub mod world;
 
 pub use report::{PolicyReport, SimReport, render_table};
 pub use trace::{BUILTIN, Job, TraceError, builtin, read_csv, write_csv};
-pub use world::{PolicyOutcome, Sample, SettingsError, Snapshot, World, WorldSettings};
+pub use world::{PolicyOutcome, Sample, SettingsError, Snapshot, Stall, World, WorldSettings};

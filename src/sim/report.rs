@@ -1,14 +1,14 @@
 //! The scorecard of a simulation: for each policy, how long jobs waited and what the capacity cost.
 //!
 //! The JSON keys `policies`, `name`, `jobs`, `p50_wait_s`, `p95_wait_s`, `p99_wait_s`, `replica_seconds`,
-//! `utilization` and `scale_events` are a user contract (scripts read `simulate --json`); further fields may be
+//! `utilization`, `scale_events` and `interrupted_jobs` are a user contract (scripts read `simulate --json`); further fields may be
 //! added, none renamed. Percentiles use the nearest-rank method: the p-th percentile of n sorted waits is the
 //! ⌈p·n/100⌉-th smallest, so it is always a wait some job actually had.
 
 use serde::Serialize;
 
 /// One policy's run over a trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PolicyReport {
     /// The policy: `queue-scaler`, `hpa`, `keda`, `threshold`…
     pub name: String,
@@ -35,6 +35,17 @@ pub struct PolicyReport {
     pub wasted_work_s: f64,
     /// Jobs of the trace that had not completed when the run ended: a policy that strands work must not look fast.
     pub unfinished: u64,
+    /// Jobs whose run was cut short because their pod was removed (handed back, or lost with the pod); a job cut
+    /// short twice counts once. What quiet scale-down brings to 0.
+    pub interrupted_jobs: u64,
+    /// Which pods a scale-down removes: `newest-first` (the ReplicaSet's order), `idle-first` or `quiet`.
+    pub scale_down: String,
+    /// Pods told to go quiet before a scale-down (`scaleDown.quiet`).
+    pub quieted_pods: u64,
+    /// Quiet pods told to take jobs again because the decision rose.
+    pub resumed_pods: u64,
+    /// Quiet pods still holding jobs when `quietTimeout` ran out, removed anyway.
+    pub quiet_timeouts: u64,
 }
 
 /// Every policy's run over one trace.
@@ -89,8 +100,9 @@ pub fn render_table(report: &SimReport) -> String {
         "utilization (%)",
         "scale events",
         "handed back",
+        "interrupted",
     ];
-    let rows: Vec<[String; 10]> = report.policies.iter().map(table_row).collect();
+    let rows: Vec<[String; 11]> = report.policies.iter().map(table_row).collect();
     let widths: Vec<usize> = (0..headers.len())
         .map(|column| {
             rows.iter()
@@ -112,10 +124,17 @@ pub fn render_table(report: &SimReport) -> String {
             policy.name, policy.unfinished
         ));
     }
+    for policy in report.policies.iter().filter(|policy| policy.scale_down == "quiet") {
+        table.push_str(&format!(
+            "note: {} scales down quietly (scaleDown.quiet): {} pods quieted, {} resumed, {} still busy at \
+             quietTimeout\n",
+            policy.name, policy.quieted_pods, policy.resumed_pods, policy.quiet_timeouts
+        ));
+    }
     table
 }
 
-fn table_row(policy: &PolicyReport) -> [String; 10] {
+fn table_row(policy: &PolicyReport) -> [String; 11] {
     [
         policy.name.clone(),
         policy.jobs.to_string(),
@@ -127,6 +146,7 @@ fn table_row(policy: &PolicyReport) -> [String; 10] {
         format!("{:.1}", policy.utilization * 100.0),
         policy.scale_events.to_string(),
         policy.handed_back.to_string(),
+        policy.interrupted_jobs.to_string(),
     ]
 }
 
@@ -165,6 +185,11 @@ mod tests {
             busy_worker_seconds: 1_000.0,
             wasted_work_s: 40.0,
             unfinished,
+            interrupted_jobs: 1,
+            scale_down: "idle-first".to_owned(),
+            quieted_pods: 0,
+            resumed_pods: 0,
+            quiet_timeouts: 0,
         }
     }
 
@@ -202,9 +227,17 @@ mod tests {
         let json = serde_json::to_value(&report).expect("serializable");
         assert_eq!(json["trace"], "transcoding");
         let policy = &json["policies"][0];
-        for key in
-            ["name", "jobs", "p50_wait_s", "p95_wait_s", "p99_wait_s", "replica_seconds", "utilization", "scale_events"]
-        {
+        for key in [
+            "name",
+            "jobs",
+            "p50_wait_s",
+            "p95_wait_s",
+            "p99_wait_s",
+            "replica_seconds",
+            "utilization",
+            "scale_events",
+            "interrupted_jobs",
+        ] {
             assert!(policy.get(key).is_some(), "missing key {key}");
         }
         assert_eq!(policy["name"], "queue-scaler");
@@ -212,6 +245,7 @@ mod tests {
         assert_eq!(policy["p50_wait_s"], 1.5);
         assert_eq!(policy["replica_seconds"], 3_600.0);
         assert_eq!(policy["scale_events"], 17);
+        assert_eq!(policy["interrupted_jobs"], 1);
     }
 
     #[test]
@@ -249,5 +283,26 @@ mod tests {
         let table = render_table(&report);
         assert!(table.ends_with("note: keda left 7 jobs unfinished; its waits cover completed jobs only\n"));
         assert!(!table.contains("note: threshold"));
+    }
+
+    #[test]
+    fn the_table_shows_interrupted_jobs_and_says_when_a_policy_scales_down_quietly() {
+        let quiet = PolicyReport {
+            scale_down: "quiet".to_owned(),
+            quieted_pods: 9,
+            resumed_pods: 2,
+            quiet_timeouts: 1,
+            interrupted_jobs: 0,
+            ..row("queue-scaler", 1.0, 10.0, 0)
+        };
+        let report = SimReport { trace: "long-jobs".to_owned(), policies: vec![quiet, row("hpa", 1.0, 10.0, 0)] };
+        let table = render_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].ends_with("handed back  interrupted"), "{table}");
+        assert!(lines[2].ends_with("  0") && lines[3].ends_with("  1"), "{table}");
+        assert!(table.ends_with(
+            "note: queue-scaler scales down quietly (scaleDown.quiet): 9 pods quieted, 2 resumed, 1 still busy at \
+             quietTimeout\n"
+        ));
     }
 }

@@ -101,7 +101,8 @@ pub fn give_up_at(world: &World) -> Duration {
 }
 
 /// Runs the agent's loop for `target` over `jobs`; `progress` gets the fraction of the trace simulated so far. The
-/// target's `scaleDown.idleFirst` turns on idle-first removal in the simulated Deployment.
+/// target's `scaleDown.idleFirst` turns on idle-first removal in the simulated Deployment, and `scaleDown.quiet`
+/// quiet scale-down (whose fallbacks remove idle pods first, as the agent's do).
 pub fn run_agent(
     jobs: Vec<Job>,
     target: &TargetConfig,
@@ -110,14 +111,21 @@ pub fn run_agent(
     progress: &mut dyn FnMut(f64),
 ) -> Result<PolicyOutcome, SimulationError> {
     settings.validate()?;
-    // The agent with `scaleDown.idleFirst` marks idle pods for removal; the simulated Deployment honours that.
-    let settings = WorldSettings { idle_first: settings.idle_first || target.scale_down.idle_first, ..settings };
+    // The agent with `scaleDown.idleFirst` or `quiet` marks idle pods for removal; the simulated Deployment honours
+    // that.
+    let scale_down = &target.scale_down;
+    let settings =
+        WorldSettings { idle_first: settings.idle_first || scale_down.idle_first || scale_down.quiet, ..settings };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    Ok(runtime.block_on(drive(jobs, target, poll_interval, settings, progress)))
+    let mut outcome = runtime.block_on(drive(jobs, target, poll_interval, settings, progress));
+    if scale_down.quiet {
+        outcome.report.scale_down = "quiet".to_owned();
+    }
+    Ok(outcome)
 }
 
 async fn drive(
@@ -133,7 +141,8 @@ async fn drive(
     let world = Arc::new(Mutex::new(world));
     let clock = Clock::starting_at(start_of_simulated_time());
     let sources = target.sources.iter().map(|_| Source::Simulated(SimulatedQueue::new(world.clone(), clock))).collect();
-    let deployment = SimulatedDeployment::new(world.clone(), clock);
+    let quiet_timeout = target.scale_down.quiet.then_some(target.scale_down.quiet_timeout);
+    let deployment = SimulatedDeployment::new(world.clone(), clock, quiet_timeout);
     let settings = LoopSettings { read_timeout: poll_interval, dry_run: false };
     let mut agent = TargetLoop::new(target, sources, deployment, settings, Secrets::default(), Leadership::always());
     let mut ticks = tokio::time::interval(poll_interval);

@@ -221,6 +221,11 @@ mod tests {
                 busy_worker_seconds: 1.0,
                 wasted_work_s: 0.0,
                 unfinished: 0,
+                interrupted_jobs: 0,
+                scale_down: "newest-first".to_owned(),
+                quieted_pods: 0,
+                resumed_pods: 0,
+                quiet_timeouts: 0,
             },
             timeline: Vec::new(),
         }

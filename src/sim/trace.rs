@@ -34,6 +34,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("black-friday", "3 h: 0.2 jobs/s ramping up to a 1 h plateau at 2 jobs/s and back down; ~8 s jobs"),
     ("on-off", "3 h: six 2-minute bursts of ~200 jobs, each followed by 28 min of silence (room to scale to zero)"),
     ("heavy-tail", "2 h of ~0.5 jobs/s with Pareto durations (mean 12 s, shape 1.5): a few jobs run for many minutes"),
+    (
+        "long-jobs",
+        "3 h of jobs lasting 5 to 40 min: a trickle of one every ~2 min, plus five bursts of 40 uploads within 2 min, \
+         35 min apart (where scale-down interrupts jobs unless it is quiet)",
+    ),
 ];
 
 /// The built-in trace with this name (see [`BUILTIN`]), or `None` when there is no such trace.
@@ -46,6 +51,7 @@ pub fn builtin(name: &str) -> Option<Vec<Job>> {
         "black-friday" => black_friday(),
         "on-off" => on_off(),
         "heavy-tail" => heavy_tail(),
+        "long-jobs" => long_jobs(),
         _ => return None,
     };
     Some(jobs)
@@ -129,6 +135,23 @@ fn heavy_tail() -> Vec<Job> {
     let mut rng = Rng::seeded(0x4EA7_7A11);
     let arrivals = poisson_arrivals(&mut rng, 0.0, 7_200.0, 0.5, |_| 0.5);
     jobs_with_durations(&mut rng, arrivals, |rng| rng.pareto(4.0, 1.5))
+}
+
+/// Poisson arrivals at 1/120 jobs/s for 10,800 s (~90 jobs), plus five bursts of 40 jobs uniform within
+/// [900 s + k · 2,100 s, + 120 s) for k = 0..5 (uploads at minutes 15, 50, 85, 120 and 155); durations uniform in
+/// [300 s, 2,400 s] (mean 22.5 min). A burst is 54,000 worker-seconds; by the time its last jobs end, the backlog
+/// has long fallen, so an autoscaler scales down while most pods are still busy: the case quiet scale-down exists
+/// for.
+fn long_jobs() -> Vec<Job> {
+    const BURSTS: u32 = 5;
+    const BURST_JOBS: u32 = 40;
+    let mut rng = Rng::seeded(0x10_6E70_B5);
+    let mut arrivals = poisson_arrivals(&mut rng, 0.0, 10_800.0, 1.0 / 120.0, |_| 1.0 / 120.0);
+    for burst in 0..BURSTS {
+        let start_s = 900.0 + f64::from(burst) * 2_100.0;
+        arrivals.extend((0..BURST_JOBS).map(|_| rng.between(start_s, start_s + 120.0)));
+    }
+    jobs_with_durations(&mut rng, arrivals, |rng| rng.between(300.0, 2_400.0))
 }
 
 /// Arrival times in [start_s, end_s) of a Poisson process whose rate at time t is `rate_at(t)` ≤ `peak_rate`,
@@ -256,6 +279,22 @@ mod tests {
             let burst = arrivals_within(&jobs, start, start + 120.0);
             assert!((140..260).contains(&burst), "cycle {cycle}: {burst} jobs");
         }
+    }
+
+    #[test]
+    fn long_jobs_last_five_to_forty_minutes_and_come_in_five_bursts_of_uploads() {
+        let jobs = trace("long-jobs");
+        assert!(jobs.iter().all(|job| (300.0..=2_400.0).contains(&job.duration_s)));
+        let mean = mean_duration(&jobs);
+        assert!((1_200.0..1_500.0).contains(&mean), "mean duration {mean}");
+        for burst in 0..5 {
+            let start_s = 900.0 + f64::from(burst) * 2_100.0;
+            let in_burst = arrivals_within(&jobs, start_s, start_s + 120.0);
+            // 40 uploads plus the trickle's one or two.
+            assert!((40..45).contains(&in_burst), "burst {burst}: {in_burst} jobs");
+        }
+        let trickle = jobs.len() - 200;
+        assert!((60..120).contains(&trickle), "{trickle} jobs outside the bursts");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! start delay; a scale-down removes pods in the ReplicaSet controller's order (or idle-first, as pod-deletion-cost
 //! achieves); a removed pod drains as the drain library does, finishing what fits in the grace period and handing
 //! the rest back to the front of the queue, its partial work wasted. Free slots take jobs in the order they became
-//! free, as a broker round-robins over waiting consumers, so no pod is favoured.
+//! free, as a broker round-robins over waiting consumers, so no pod is favoured. With `scaleDown.quiet` the agent
+//! first quiets the pods it means to remove ([`World::quiet`]): they stay replicas, take no new job, and are removed
+//! first once the count is lowered — or take jobs again when resumed ([`World::resume_quiet`]).
 //!
 //! Time is `f64` seconds since the start and moves only through [`World::advance_to`] and [`World::set_replicas`].
 //! Events at the same instant are handled in a fixed order — job completions, then grace deadlines (a job that ends
@@ -17,6 +19,8 @@ mod pods;
 #[cfg(test)]
 mod properties;
 mod queue;
+#[cfg(test)]
+mod quiet_tests;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -30,9 +34,9 @@ use super::report::PolicyReport;
 use super::trace::Job;
 use events::{Agenda, EventKind};
 use ledger::Ledger;
-use pods::{Phase, Pod, PodId, Run, removal_order};
+use pods::{Phase, Pod, PodId, Run, quiet_order, removal_order};
 use queue::Queue;
-pub use settings::{SettingsError, WorldSettings};
+pub use settings::{SettingsError, Stall, WorldSettings};
 pub use timeline::Sample;
 use timeline::Timeline;
 
@@ -50,6 +54,11 @@ pub struct Snapshot {
     pub starting_pods: u32,
     /// Pods removed by a scale-down that are still finishing their jobs.
     pub draining_pods: u32,
+    /// Pods told to go quiet: still replicas, finishing their jobs, taking no new one.
+    pub quiet_pods: u32,
+    /// How long the oldest waiting job has waited; `None` when none waits or the queue does not tell
+    /// ([`WorldSettings::reports_oldest_age`]).
+    pub oldest_wait_s: Option<f64>,
     /// Jobs that have arrived so far.
     pub arrived: u64,
     /// Jobs completed so far.
@@ -83,6 +92,8 @@ pub struct World {
     in_flight: u64,
     /// The final wait of each completed job.
     waits: Vec<f64>,
+    /// Per job: whether a run of it was ever cut short by its pod's removal.
+    interrupted: Vec<bool>,
     ledger: Ledger,
     timeline: Timeline,
 }
@@ -95,6 +106,7 @@ impl World {
     pub fn new(mut jobs: Vec<Job>, settings: WorldSettings) -> World {
         jobs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
         let settings = settings.into_range();
+        let job_count = jobs.len();
         let mut world = World {
             jobs,
             now_s: 0.0,
@@ -107,7 +119,8 @@ impl World {
             queue: Queue::default(),
             in_flight: 0,
             waits: Vec::new(),
-            ledger: Ledger::starting_with(settings.initial_replicas),
+            interrupted: vec![false; job_count],
+            ledger: Ledger::starting_with(settings.initial_replicas, settings.idle_first),
             timeline: Timeline::new(settings.sample_every_s),
             settings,
         };
@@ -158,6 +171,53 @@ impl World {
         self.spec_replicas
     }
 
+    /// Advances to `t`, then tells up to `count` ready pods to go quiet, chosen as the agent chooses them (idle first,
+    /// then fewest jobs, then youngest): they keep their jobs and take no new one. Returns how many went quiet.
+    pub fn quiet(&mut self, t: f64, count: u32) -> u32 {
+        self.advance_to(t);
+        let chosen: Vec<PodId> = quiet_order(&self.pods).into_iter().take(count as usize).collect();
+        for id in &chosen {
+            if let Some(pod) = self.pods.get_mut(id) {
+                pod.phase = Phase::Quiet;
+            }
+        }
+        // Their free slots must not outlive them: a resumed pod opens its slots afresh.
+        self.free_slots.retain(|id| !chosen.contains(id));
+        let quieted = u32::try_from(chosen.len()).unwrap_or(u32::MAX);
+        self.ledger.quieted(quieted);
+        quieted
+    }
+
+    /// The quiet pods that still hold jobs, and how many jobs they hold.
+    pub fn quiet_load(&self) -> (u32, u64) {
+        let busy = self.pods.values().filter(|pod| pod.phase == Phase::Quiet && !pod.runs.is_empty());
+        busy.fold((0, 0), |(pods, jobs), pod| (pods + 1, jobs + pod.runs.len() as u64))
+    }
+
+    /// Advances to `t`, then every quiet pod takes jobs again. Returns how many were resumed.
+    pub fn resume_quiet(&mut self, t: f64) -> u32 {
+        self.advance_to(t);
+        let quiet: Vec<PodId> =
+            self.pods.iter().filter(|(_, pod)| pod.phase == Phase::Quiet).map(|(&id, _)| id).collect();
+        for &id in &quiet {
+            let Some(pod) = self.pods.get_mut(&id) else {
+                continue;
+            };
+            pod.phase = Phase::Ready;
+            let free = (self.settings.concurrency as usize).saturating_sub(pod.runs.len());
+            self.free_slots.extend(std::iter::repeat_n(id, free));
+        }
+        let resumed = u32::try_from(quiet.len()).unwrap_or(u32::MAX);
+        self.ledger.resumed(resumed);
+        self.dispatch();
+        resumed
+    }
+
+    /// `pods` quiet pods still held jobs when the agent's `quietTimeout` ran out; they are removed anyway.
+    pub fn note_quiet_timeout(&mut self, pods: u32) {
+        self.ledger.quiet_timed_out(pods);
+    }
+
     /// The state at the current time.
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot {
@@ -169,11 +229,17 @@ impl World {
             draining_pods: 0,
             arrived: self.queue.arrived() as u64,
             completed: self.waits.len() as u64,
+            quiet_pods: 0,
+            oldest_wait_s: None,
         };
+        if self.settings.reports_oldest_age {
+            snapshot.oldest_wait_s = self.queue.oldest(|job| self.jobs[job].arrival_s).map(|at_s| self.now_s - at_s);
+        }
         for pod in self.pods.values() {
             match pod.phase {
                 Phase::Starting => snapshot.starting_pods += 1,
                 Phase::Ready => snapshot.ready_pods += 1,
+                Phase::Quiet => snapshot.quiet_pods += 1,
                 Phase::Draining => snapshot.draining_pods += 1,
             }
         }
@@ -286,8 +352,8 @@ impl World {
         let Some(pod) = self.pods.get_mut(&pod_id) else {
             return;
         };
-        let run =
-            Run { id: self.next_run_id, job, started_s: self.now_s, ends_s: self.now_s + self.jobs[job].duration_s };
+        let ends_s = Stall::work_ends_at(self.now_s, self.jobs[job].duration_s, &self.settings.stalls);
+        let run = Run { id: self.next_run_id, job, started_s: self.now_s, ends_s };
         self.next_run_id += 1;
         pod.runs.push(run);
         self.in_flight += 1;
@@ -310,7 +376,7 @@ impl World {
             Phase::Draining if pod.runs.is_empty() => {
                 self.pods.remove(&pod_id);
             }
-            Phase::Draining | Phase::Starting => {}
+            Phase::Draining | Phase::Starting | Phase::Quiet => {}
         }
     }
 
@@ -327,6 +393,9 @@ impl World {
         for run in &pod.runs {
             self.ledger.handed_back(self.now_s - run.started_s);
             self.in_flight -= 1;
+            if !std::mem::replace(&mut self.interrupted[run.job], true) {
+                self.ledger.interrupted_job();
+            }
             jobs.push(run.job);
         }
         jobs.sort_unstable();

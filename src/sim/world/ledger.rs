@@ -16,11 +16,19 @@ pub(super) struct Ledger {
     handed_back: u64,
     wasted_work_s: f64,
     max_replicas: u32,
+    /// Jobs with at least one run cut short; a job handed back twice counts once here, twice in `handed_back`.
+    interrupted_jobs: u64,
+    /// Which pods a scale-down removes first, for the report.
+    scale_down: &'static str,
+    quieted_pods: u64,
+    resumed_pods: u64,
+    quiet_timeouts: u64,
 }
 
 impl Ledger {
-    pub(super) fn starting_with(replicas: u32) -> Ledger {
-        Ledger { max_replicas: replicas, ..Ledger::default() }
+    pub(super) fn starting_with(replicas: u32, idle_first: bool) -> Ledger {
+        let scale_down = if idle_first { "idle-first" } else { "newest-first" };
+        Ledger { max_replicas: replicas, scale_down, ..Ledger::default() }
     }
 
     /// `pods` pods existed and `busy_slots` slots worked for `elapsed_s` seconds.
@@ -41,6 +49,26 @@ impl Ledger {
     pub(super) fn handed_back(&mut self, worked_s: f64) {
         self.handed_back += 1;
         self.wasted_work_s += worked_s;
+    }
+
+    /// A job's run was cut short for the first time.
+    pub(super) fn interrupted_job(&mut self) {
+        self.interrupted_jobs += 1;
+    }
+
+    /// `pods` pods were told to go quiet.
+    pub(super) fn quieted(&mut self, pods: u32) {
+        self.quieted_pods += u64::from(pods);
+    }
+
+    /// `pods` quiet pods were told to take jobs again.
+    pub(super) fn resumed(&mut self, pods: u32) {
+        self.resumed_pods += u64::from(pods);
+    }
+
+    /// `pods` quiet pods ran out of time with jobs in hand.
+    pub(super) fn quiet_timed_out(&mut self, pods: u32) {
+        self.quiet_timeouts += u64::from(pods);
     }
 
     /// The report row: `waits` are the final waits of the completed jobs, out of `total_jobs` in the trace.
@@ -65,6 +93,11 @@ impl Ledger {
             busy_worker_seconds: self.busy_worker_seconds,
             wasted_work_s: self.wasted_work_s,
             unfinished: total_jobs.saturating_sub(jobs) as u64,
+            interrupted_jobs: self.interrupted_jobs,
+            scale_down: self.scale_down.to_owned(),
+            quieted_pods: self.quieted_pods,
+            resumed_pods: self.resumed_pods,
+            quiet_timeouts: self.quiet_timeouts,
         }
     }
 }

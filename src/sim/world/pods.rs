@@ -15,6 +15,9 @@ pub(super) enum Phase {
     Starting,
     /// Consuming: takes a waiting job whenever one of its slots is free.
     Ready,
+    /// Told to go quiet before a scale-down (`scaleDown.quiet`): still a replica, takes nothing new, finishes what
+    /// it has and stays until the count is lowered, or takes jobs again when resumed.
+    Quiet,
     /// Removed by a scale-down: takes nothing new, finishes or hands back what it has, then is gone.
     Draining,
 }
@@ -50,7 +53,8 @@ impl Pod {
 /// Default, the ReplicaSet controller's order when no pod-deletion-cost is set: pods not yet ready first, then
 /// ready pods, newest first within each group, whether busy or not. With `idle_first`, what queue-scaler's
 /// idle-first scale-down achieves through pod-deletion-cost: pods not yet ready, then idle ready pods, then busy
-/// pods with the least remaining work first (summed over their slots); newest first among equals.
+/// pods with the least remaining work first (summed over their slots); newest first among equals. Either way quiet
+/// pods come right after the pods not yet ready: the agent gave them the lowest deletion cost.
 pub(super) fn removal_order(pods: &BTreeMap<PodId, Pod>, now_s: f64, idle_first: bool) -> Vec<PodId> {
     let mut candidates: Vec<(PodId, &Pod)> =
         pods.iter().filter(|(_, pod)| pod.phase != Phase::Draining).map(|(&id, pod)| (id, pod)).collect();
@@ -70,16 +74,27 @@ pub(super) fn removal_order(pods: &BTreeMap<PodId, Pod>, now_s: f64, idle_first:
 fn readiness_group(pod: &Pod) -> u8 {
     match pod.phase {
         Phase::Starting => 0,
-        Phase::Ready | Phase::Draining => 1,
+        Phase::Quiet => 1,
+        Phase::Ready | Phase::Draining => 2,
     }
 }
 
 fn idle_first_group(pod: &Pod) -> u8 {
     match (pod.phase, pod.runs.is_empty()) {
         (Phase::Starting, _) => 0,
-        (_, true) => 1,
-        (_, false) => 2,
+        (Phase::Quiet, _) => 1,
+        (_, true) => 2,
+        (_, false) => 3,
     }
+}
+
+/// The ready pods to quiet for a scale-down, the first to quiet first: as the agent picks them, idle first, then
+/// fewest jobs in flight, then youngest.
+pub(super) fn quiet_order(pods: &BTreeMap<PodId, Pod>) -> Vec<PodId> {
+    let mut ready: Vec<(PodId, usize)> =
+        pods.iter().filter(|(_, pod)| pod.phase == Phase::Ready).map(|(&id, pod)| (id, pod.runs.len())).collect();
+    ready.sort_by(|(a_id, a_jobs), (b_id, b_jobs)| a_jobs.cmp(b_jobs).then(newest_first(*a_id, *b_id)));
+    ready.into_iter().map(|(id, _)| id).collect()
 }
 
 fn newest_first(a: PodId, b: PodId) -> Ordering {
@@ -123,5 +138,19 @@ mod tests {
     fn idle_first_removes_starting_then_idle_then_the_least_remaining_work() {
         // At t = 10: pod 1 has 5 s left, pod 3 has 10 + 10 s, pod 0 has 50 s.
         assert_eq!(removal_order(&mixed_pods(), 10.0, true), vec![6, 5, 2, 1, 3, 0]);
+    }
+
+    #[test]
+    fn quiet_pods_go_right_after_starting_ones_in_either_order() {
+        let mut pods = mixed_pods();
+        pods.get_mut(&0).expect("pod 0").phase = Phase::Quiet;
+        assert_eq!(removal_order(&pods, 10.0, false), vec![6, 5, 0, 3, 2, 1]);
+        assert_eq!(removal_order(&pods, 10.0, true), vec![6, 5, 0, 2, 1, 3]);
+    }
+
+    #[test]
+    fn quiet_picks_ready_pods_idle_first_then_fewest_jobs_then_youngest() {
+        // Pod 3 holds two jobs, pods 0 and 1 one each; starting and draining pods are never picked.
+        assert_eq!(quiet_order(&mixed_pods()), vec![2, 1, 0, 3]);
     }
 }

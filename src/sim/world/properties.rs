@@ -25,6 +25,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 idle_first,
                 initial_replicas,
                 sample_every_s,
+                ..WorldSettings::default()
             }
         },
     );

@@ -42,6 +42,12 @@ impl Queue {
         })
     }
 
+    /// The arrival time of the job that has waited longest, given each job's arrival time.
+    pub(super) fn oldest(&self, arrival_s: impl Fn(usize) -> f64) -> Option<f64> {
+        let fresh = (self.next_fresh < self.arrived).then(|| arrival_s(self.next_fresh));
+        self.handed_back.iter().map(|&job| arrival_s(job)).chain(fresh).min_by(f64::total_cmp)
+    }
+
     /// Puts jobs back at the front, keeping their given order: the first of them is served next.
     pub(super) fn hand_back(&mut self, jobs: &[usize]) {
         for &job in jobs.iter().rev() {
@@ -64,9 +70,12 @@ mod tests {
         queue.hand_back(&[0]);
         queue.hand_back(&[1, 5]);
         assert_eq!(queue.len(), 5);
+        // Job 0 arrived first and was handed back behind 1 and 5.
+        assert_eq!(queue.oldest(|job| job as f64 * 10.0), Some(0.0));
         let order: Vec<usize> = std::iter::from_fn(|| queue.pop()).collect();
         assert_eq!(order, vec![1, 5, 0, 2, 3]);
         assert!(queue.is_empty());
+        assert_eq!(queue.oldest(|job| job as f64), None);
         assert_eq!(queue.arrived(), 4);
     }
 }

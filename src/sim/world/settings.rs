@@ -1,7 +1,7 @@
 //! The settings of the simulated Deployment: how fast pods start, how much work each takes, how they are removed.
 //!
 //! They mirror the Deployment and worker settings that change how an autoscaler performs, so a simulation can be
-//! set up like the cluster it stands for.
+//! set up like the cluster it stands for, plus what the broker can tell and the troubles a real consumer meets.
 
 use thiserror::Error;
 
@@ -22,6 +22,37 @@ pub struct WorldSettings {
     pub initial_replicas: u32,
     /// Seconds between timeline samples. Default 5.
     pub sample_every_s: f64,
+    /// The queue reports how long its oldest waiting job has waited, as RabbitMQ's `head_message_timestamp` or SQS's
+    /// `ApproximateAgeOfOldestMessage` do; off for a broker that cannot. Default true.
+    pub reports_oldest_age: bool,
+    /// Times when the consumers are stuck (a downstream service is down, a poison message): every job in flight
+    /// makes no progress, however many pods run. Default none.
+    pub stalls: Vec<Stall>,
+}
+
+/// A stretch of time, `[from_s, until_s)`, in which no job makes progress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stall {
+    pub from_s: f64,
+    pub until_s: f64,
+}
+
+impl Stall {
+    /// When work of `work_s` seconds started at `start_s` is done, given that it makes no progress during `stalls`
+    /// (sorted by start; they may overlap).
+    pub(super) fn work_ends_at(start_s: f64, work_s: f64, stalls: &[Stall]) -> f64 {
+        let (mut t, mut left_s) = (start_s, work_s);
+        for stall in stalls.iter().filter(|stall| stall.until_s > start_s) {
+            if stall.from_s > t {
+                if left_s <= stall.from_s - t {
+                    return t + left_s;
+                }
+                left_s -= stall.from_s - t;
+            }
+            t = t.max(stall.until_s);
+        }
+        t + left_s
+    }
 }
 
 impl Default for WorldSettings {
@@ -33,6 +64,8 @@ impl Default for WorldSettings {
             idle_first: false,
             initial_replicas: 1,
             sample_every_s: 5.0,
+            reports_oldest_age: true,
+            stalls: Vec::new(),
         }
     }
 }
@@ -48,6 +81,8 @@ pub enum SettingsError {
     TerminationGrace(f64),
     #[error("sample interval must be a finite number of seconds > 0, got {0}")]
     SampleEvery(f64),
+    #[error("a consumer stall must run from a finite time ≥ 0 to a later finite time, got {0} to {1}")]
+    Stall(f64, f64),
 }
 
 impl WorldSettings {
@@ -65,6 +100,9 @@ impl WorldSettings {
         }
         if !(self.sample_every_s.is_finite() && self.sample_every_s > 0.0) {
             return Err(SettingsError::SampleEvery(self.sample_every_s));
+        }
+        if let Some(stall) = self.stalls.iter().find(|stall| !stall.is_valid()) {
+            return Err(SettingsError::Stall(stall.from_s, stall.until_s));
         }
         Ok(())
     }
@@ -85,7 +123,37 @@ impl WorldSettings {
             } else {
                 defaults.sample_every_s
             },
+            stalls: {
+                let mut stalls: Vec<Stall> = self.stalls.iter().copied().filter(Stall::is_valid).collect();
+                stalls.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
+                stalls
+            },
             ..self
         }
+    }
+}
+
+impl Stall {
+    fn is_valid(&self) -> bool {
+        self.from_s.is_finite() && self.until_s.is_finite() && self.from_s >= 0.0 && self.until_s > self.from_s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_pauses_during_stalls_and_resumes_after_them() {
+        let stalls = [Stall { from_s: 10.0, until_s: 20.0 }, Stall { from_s: 15.0, until_s: 30.0 }];
+        // Done before the first stall.
+        assert_eq!(Stall::work_ends_at(0.0, 10.0, &stalls), 10.0);
+        // 10 s before the stalls, 5 s after the overlapping pair ends at 30.
+        assert_eq!(Stall::work_ends_at(0.0, 15.0, &stalls), 35.0);
+        // Started inside a stall: nothing happens until 30.
+        assert_eq!(Stall::work_ends_at(12.0, 4.0, &stalls), 34.0);
+        // Started after every stall.
+        assert_eq!(Stall::work_ends_at(40.0, 4.0, &stalls), 44.0);
+        assert_eq!(Stall::work_ends_at(0.0, 4.0, &[]), 4.0);
     }
 }
