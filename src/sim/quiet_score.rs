@@ -185,7 +185,7 @@ mod tests {
         };
         let (good, cut, dear) = (row("steady", 0, 1_150.0), row("spike", 2, 900.0), row("on-off", 0, 1_200.0));
         assert_eq!((good.met(), cut.met(), dear.met()), ((true, true), (false, true), (true, false)));
-        let text = markdown(&[good.clone()], "How.");
+        let text = markdown(std::slice::from_ref(&good), "How.");
         assert!(text.contains("| steady | backlog | 7 | 1000 |"), "{text}");
         assert!(text.contains("| 1.15× |") && text.ends_with("\nEvery goal is met.\n"), "{text}");
         let text = markdown(&[good, cut, dear], "How.");

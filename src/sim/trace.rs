@@ -145,7 +145,7 @@ fn heavy_tail() -> Vec<Job> {
 fn long_jobs() -> Vec<Job> {
     const BURSTS: u32 = 5;
     const BURST_JOBS: u32 = 40;
-    let mut rng = Rng::seeded(0x10_6E70_B5);
+    let mut rng = Rng::seeded(0x106E_70B5);
     let mut arrivals = poisson_arrivals(&mut rng, 0.0, 10_800.0, 1.0 / 120.0, |_| 1.0 / 120.0);
     for burst in 0..BURSTS {
         let start_s = 900.0 + f64::from(burst) * 2_100.0;
