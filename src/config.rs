@@ -123,6 +123,11 @@ pub struct TargetConfig {
     /// when every source is at or below it (KEDA's `activationThreshold`).
     #[serde(default)]
     pub activation: f64,
+    /// With `minReplicas: 0`: the last replica goes only this long after a source was last above `activation`
+    /// (KEDA's `cooldownPeriod`), and then at once; the steps down to one follow `behavior`. Unset: the step to zero
+    /// follows `behavior` like any other.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cooldown_period: Option<Duration>,
     /// Where the backlog comes from; the target follows the source that asks for the most replicas.
     pub sources: Vec<SourceSpec>,
     /// HPA v2 `behavior`: stabilization windows and rate policies, with Kubernetes' defaults.
@@ -203,6 +208,10 @@ pub struct Fallback {
     pub failure_threshold: u32,
     /// The replica count a failing source asks for. It raises the count; an error never lowers it.
     pub replicas: u32,
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    crate::validation::duration::deserialize(d).map(Some)
 }
 
 mod defaults {

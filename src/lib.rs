@@ -16,7 +16,10 @@
 //! * [`agent`] — the loop that polls sources, asks the policy and writes the target.
 //! * [`sim`] — a simulated queue and Deployment that the same agent loop drives under a virtual clock, the
 //!   baselines it is compared with, and the scorecard.
-//! * [`replay`] — recorded observations through the same decision code, one decision and reason per tick.
+//! * [`replay`] — recorded observations through the same decision code, one decision and reason per tick; with a
+//!   shadow recording, a report against what the live autoscaler did.
+//! * [`import`] — KEDA ScaledObjects and HPAs in, an equivalent config out.
+//! * [`tune`] — the cheapest settings that meet a wait objective, searched in the simulator.
 //! * [`config`] — the YAML contract, typed and validated with messages that name file, line and field.
 //! * [`validation`] — the leaf the config, the policy and the sources share to say what is wrong: a problem at a
 //!   path, durations as written.
@@ -34,6 +37,8 @@ pub mod drain;
 #[cfg(feature = "drain")]
 mod http;
 #[cfg(feature = "agent")]
+pub mod import;
+#[cfg(feature = "agent")]
 pub mod metrics;
 #[cfg(feature = "agent")]
 mod outbound;
@@ -49,5 +54,7 @@ pub mod sim;
 pub mod source;
 #[cfg(feature = "agent")]
 pub mod target;
+#[cfg(feature = "agent")]
+pub mod tune;
 #[cfg(feature = "agent")]
 pub mod validation;

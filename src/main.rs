@@ -115,6 +115,22 @@ enum Command {
     /// with the same time are one tick; a source without a row in a tick counts as a failed read. Each decision
     /// is assumed applied at once.
     Replay(ReplayArgs),
+    /// Search the simulator for the cheapest settings that meet a wait objective, and print them as a config diff.
+    ///
+    /// Tries backlogPerWorker, latencyTarget.maxWait (in latency mode) and the scale-down window on a coarse grid,
+    /// then around the cheapest setting that met the objective; the configured settings are always tried, so the
+    /// answer never costs more replica-seconds than they do when they meet it.
+    Tune(TuneArgs),
+    /// Turn KEDA ScaledObjects (with their TriggerAuthentications) and autoscaling/v2 HPAs into a config.
+    ///
+    /// Reads Kubernetes YAML (several documents per file) and prints one target per ScaledObject or HPA on stdout.
+    /// Secrets become ${ENV} placeholders with a comment naming the Secret and key; every field without an
+    /// equivalent is a `# not imported:` comment and a `FILE:LINE: warning:` line on stderr.
+    Import {
+        /// The YAML files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Show what a running agent is doing: per target the current and desired count, the rule and reason of the
     /// last decision, each source's last reading or error and its age, holds, fallbacks and leadership.
     ///
@@ -192,9 +208,32 @@ struct ReplayArgs {
     /// The wall time of time_s = 0, for schedules (RFC 3339); default: a Monday, 00:00 UTC.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     start: Option<chrono::DateTime<chrono::Utc>>,
-    /// Print one JSON object per tick instead of lines.
+    /// In a shadow recording of several targets, the one to replay (its `target` column).
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// With a shadow recording: write DIR/NAME.md and DIR/NAME.svg per recorded target, the config's replicas
+    /// beside the live ones, replica-seconds and estimated waits of both.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Print one JSON object per tick (with --report: per target) instead of lines.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct TuneArgs {
+    /// The config file (YAML); its first target (or --deployment) is tuned.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Which target of the config to tune.
+    #[arg(long)]
+    deployment: Option<String>,
+    /// A built-in trace (see `simulate --list-traces`) or a CSV file with the header `arrival_s,duration_s`.
+    #[arg(long, value_name = "NAME|FILE", default_value = "transcoding")]
+    trace: String,
+    /// The objective: p99_wait, p95_wait or max_wait, `<=`, a duration (e.g. `p99_wait<=2m`).
+    #[arg(long, value_name = "OBJECTIVE")]
+    slo: queue_scaler::tune::Slo,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -255,7 +294,10 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The simulator runs the agent's loop thousands of times; its per-decision logs would drown the report.
-    let quiet = matches!(cli.command, Command::Simulate(_) | Command::Replay(_) | Command::Status { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Simulate(_) | Command::Replay(_) | Command::Status { .. } | Command::Import { .. }
+    );
     let default_level = if quiet { "warn" } else { "info" };
     init_logging(cli.log_format, default_level);
     // Several client libraries link rustls; name the one crypto provider so none has to guess.
@@ -297,6 +339,8 @@ fn main() -> ExitCode {
         }
         Command::Simulate(args) => print_or_fail(simulate(&args)),
         Command::Replay(args) => print_or_fail(replay(&args)),
+        Command::Import { files } => print_or_fail(import(&files)),
+        Command::Tune(args) => print_or_fail(tune(&args)),
         Command::Status { agent, config, json } => match status_url(agent, config.as_deref()) {
             // An agent that does not answer is not bad input: exit 1, as a failed `run` does.
             Ok(url) => match runtime().block_on(status(&url, json)) {
@@ -398,17 +442,104 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
     let config = Config::load(&args.config)?;
-    let target = pick_target(&config, args.deployment.as_deref())?;
     let file = args.observations.display().to_string();
     let text = std::fs::read_to_string(&args.observations).with_context(|| format!("cannot read {file}"))?;
-    let ticks = replay::read_observations(&text, target).with_context(|| file.clone())?;
     let start = args.start.unwrap_or_else(sim::run::start_of_simulated_time);
-    let decisions = replay::replay(target, &ticks, args.initial_replicas.unwrap_or(target.min_replicas), start);
-    Ok(if args.json {
-        decisions.iter().map(|d| serde_json::to_string(d).expect("a decision serializes") + "\n").collect()
+    // With --report and no --target, every recorded target is reported; otherwise one is replayed.
+    let recorded = match (&args.report, &args.target) {
+        (Some(_), None) => replay::recorded_targets(&text).with_context(|| file.clone())?,
+        _ => {
+            replay::recorded_target(&text, args.target.as_deref()).with_context(|| file.clone())?.into_iter().collect()
+        }
+    };
+    let mut output = String::new();
+    for name in recorded.iter().map(|n| Some(n.as_str())).chain(recorded.is_empty().then_some(None)) {
+        // The config's target for a recorded workload is the one of that name, else --deployment or the first.
+        let by_name = name.and_then(|n| config.targets.iter().find(|t| t.deployment == n && args.deployment.is_none()));
+        let target = match by_name {
+            Some(target) => target,
+            None => pick_target(&config, args.deployment.as_deref())?,
+        };
+        let ticks = replay::read_recording(&text, target, name).with_context(|| file.clone())?;
+        let decisions = replay::replay(target, &ticks, args.initial_replicas.unwrap_or(target.min_replicas), start);
+        let Some(dir) = &args.report else {
+            output = if args.json {
+                decisions.iter().map(|d| serde_json::to_string(d).expect("a decision serializes") + "\n").collect()
+            } else {
+                replay::render_lines(&decisions)
+            };
+            continue;
+        };
+        let name = name.unwrap_or(&target.deployment);
+        let report = replay::report::compare(name, target, &ticks, &decisions).with_context(|| file.clone())?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let (md, svg) = (dir.join(format!("{name}.md")), dir.join(format!("{name}.svg")));
+        std::fs::write(&md, report.markdown(&format!("{name}.svg")))
+            .and_then(|()| std::fs::write(&svg, report.svg()))
+            .with_context(|| format!("cannot write the report into {}", dir.display()))?;
+        output.push_str(&if args.json {
+            serde_json::to_string(&report).expect("a report serializes") + "\n"
+        } else {
+            format!(
+                "{name}: {} and {}; queue-scaler {:.0} replica-seconds, live {:.0} (waits in the report are \
+                 estimates)\n",
+                md.display(),
+                svg.display(),
+                report.queue_scaler.replica_seconds,
+                report.live.replica_seconds
+            )
+        });
+    }
+    Ok(output)
+}
+
+fn tune(args: &TuneArgs) -> anyhow::Result<String> {
+    use queue_scaler::tune::{Settings, Simulation};
+    let config = Config::load(&args.config)?;
+    let target = pick_target(&config, args.deployment.as_deref())?;
+    let jobs = sim::run::load_trace(&args.trace)?;
+    let settings = sim::WorldSettings::default();
+    let simulation = Simulation { target, jobs: &jobs, poll_interval: config.poll_interval, settings };
+    let mut bar = ProgressBar::on_stderr(format!("tuning on {}", args.trace));
+    let tuning = queue_scaler::tune::tune(&simulation, args.slo, &mut |fraction| bar.update(fraction))?;
+    bar.finish();
+    let (slo, configured) = (&tuning.slo, &tuning.configured);
+    let mut out = format!(
+        "trace {}, objective {:?} wait <= {}s: {} settings simulated\nconfigured: {:.1}s, {:.0} replica-seconds{}\n",
+        args.trace,
+        slo.statistic,
+        slo.limit_s,
+        tuning.trials.len(),
+        configured.wait_s,
+        configured.replica_seconds,
+        if configured.meets { "" } else { " (misses the objective)" }
+    );
+    let best = tuning.best.context("no setting tried met the objective; try a looser one or a higher maxReplicas")?;
+    out.push_str(&format!("tuned:      {:.1}s, {:.0} replica-seconds\n", best.wait_s, best.replica_seconds));
+    if best.settings == Settings::of(target) {
+        out.push_str("the configured settings are the cheapest found that meet it; nothing to change\n");
     } else {
-        replay::render_lines(&decisions)
-    })
+        let file = args.config.display();
+        out.push_str(&format!("--- {file}\n+++ {file} (tuned)\n{}", best.settings.diff(&configured.settings, target)));
+    }
+    Ok(out)
+}
+
+fn import(files: &[PathBuf]) -> anyhow::Result<String> {
+    let texts = files
+        .iter()
+        .map(|f| {
+            Ok((
+                f.display().to_string(),
+                std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let imported = queue_scaler::import::import(&texts)?;
+    for warning in &imported.warnings {
+        eprintln!("{warning}");
+    }
+    Ok(imported.config)
 }
 
 /// The target named by `--deployment`, else the config's first.

@@ -10,6 +10,11 @@
 //! row in a tick counts as a failed read, as when a broker does not answer. Blank lines and `#` comments are
 //! allowed. Each decision is assumed applied at once, and the replay starts at a given replica count
 //! (`--initial-replicas`, default `minReplicas`). Schedules are evaluated at `start + time_s`.
+//!
+//! A shadow recording (`run --shadow --record`) is read as it is: it adds the columns `target` (the workload) and
+//! `live_replicas` (what the live autoscaler gave it). One target is replayed at a time, the only one recorded or the
+//! one `--target` names; [`report`] then sets the config's decisions beside the live ones. Fields may be quoted
+//! (`"…"`, a quote doubled inside), as the recorder quotes source names that hold commas.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,7 +27,9 @@ use crate::policy::Autoscaler;
 use crate::source::Reading;
 
 const REQUIRED: [&str; 3] = ["time_s", "source", "backlog"];
-const OPTIONAL: [&str; 2] = ["in_flight", "arrival_rate"];
+const OPTIONAL: [&str; 4] = ["in_flight", "arrival_rate", "target", "live_replicas"];
+
+pub mod report;
 
 /// One decision tick: its time and every source's reading (`None`: no row, a failed read).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +38,8 @@ pub struct Tick {
     pub time_s: f64,
     /// One entry per source of the target, in config order.
     pub readings: Vec<Option<Reading>>,
+    /// What the live autoscaler had given the workload, in a shadow recording.
+    pub live_replicas: Option<u32>,
 }
 
 /// What is wrong with an observations file; lines count from 1, comments and blank lines included.
@@ -40,7 +49,10 @@ pub enum ReplayError {
     #[error("the file is empty: expected the header `time_s,source,backlog`")]
     Empty,
     /// The header lacks a required column or has an unknown one.
-    #[error("line {line}: {problem}; the header is `time_s,source,backlog` plus optionally `in_flight,arrival_rate`")]
+    #[error(
+        "line {line}: {problem}; the header is `time_s,source,backlog` plus optionally `in_flight,arrival_rate` \
+         (and `target,live_replicas` in a shadow recording)"
+    )]
     Header {
         /// The header's line.
         line: usize,
@@ -82,36 +94,75 @@ pub enum ReplayError {
     /// A header and no rows.
     #[error("the file has a header but no observations")]
     NoRows,
+    /// A shadow recording of several targets, and none chosen.
+    #[error("the recording holds several targets ({}); choose one with --target NAME", .0.join(", "))]
+    SeveralTargets(Vec<String>),
+    /// `--target` names a target the recording does not hold.
+    #[error("the recording has no rows for target `{name}`; it holds: {}", .recorded.join(", "))]
+    NoSuchTarget {
+        /// The name asked for.
+        name: String,
+        /// The targets recorded.
+        recorded: Vec<String>,
+    },
+    /// `--target` given for observations without a `target` column.
+    #[error("--target {0} names a recorded target, but the observations have no `target` column")]
+    NoTargetColumn(String),
 }
 
 /// Reads observations for `target`, grouped into ticks in time order.
 pub fn read_observations(text: &str, target: &TargetConfig) -> Result<Vec<Tick>, ReplayError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rows = text
-        .lines()
-        .enumerate()
-        .map(|(index, line)| (index + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
-    let (header_line, header) = rows.next().ok_or(ReplayError::Empty)?;
-    let columns = Columns::parse(header_line, header)?;
+    read_recording(text, target, None)
+}
 
+/// The target of a shadow recording that a replay reads: `only` if given (and recorded), else the only one recorded.
+/// `None` for observations without a `target` column.
+pub fn recorded_target(text: &str, only: Option<&str>) -> Result<Option<String>, ReplayError> {
+    let mut recorded = recorded_targets(text)?;
+    match only {
+        Some(name) if recorded.is_empty() => Err(ReplayError::NoTargetColumn(name.to_owned())),
+        Some(name) if recorded.iter().any(|r| r == name) => Ok(Some(name.to_owned())),
+        Some(name) => Err(ReplayError::NoSuchTarget { name: name.to_owned(), recorded }),
+        None if recorded.len() > 1 => Err(ReplayError::SeveralTargets(recorded)),
+        None => Ok(recorded.pop()),
+    }
+}
+
+/// Every target of a shadow recording, sorted; none for observations without a `target` column.
+pub fn recorded_targets(text: &str) -> Result<Vec<String>, ReplayError> {
+    let (columns, rows) = split_rows(text)?;
+    let mut recorded: Vec<String> = match columns.target {
+        Some(column) => rows.into_iter().map(|(_, mut fields)| fields.swap_remove(column)).collect(),
+        None => Vec::new(),
+    };
+    recorded.sort();
+    recorded.dedup();
+    Ok(recorded)
+}
+
+/// Reads the observations of `target`, grouped into ticks in time order; in a shadow recording, only the rows of
+/// the recorded target `only` (or of the only one recorded).
+pub fn read_recording(text: &str, target: &TargetConfig, only: Option<&str>) -> Result<Vec<Tick>, ReplayError> {
+    let recorded = recorded_target(text, only)?;
+    let (columns, rows) = split_rows(text)?;
     // Keyed by the time's bits: times are non-negative, so their bit patterns sort as the numbers do.
     let mut ticks: BTreeMap<u64, Tick> = BTreeMap::new();
-    for (line, row) in rows {
-        let fields: Vec<&str> = row.split(',').map(str::trim).collect();
-        if fields.len() != columns.count {
-            return Err(ReplayError::FieldCount { line, expected: columns.count, found: fields.len() });
+    for (line, fields) in rows {
+        if let (Some(column), Some(name)) = (columns.target, &recorded)
+            && &fields[column] != name
+        {
+            continue;
         }
-        let time_s = time(line, fields[columns.time_s])?;
-        let source = source_index(line, fields[columns.source], target)?;
+        let time_s = time(line, &fields[columns.time_s])?;
+        let source = source_index(line, &fields[columns.source], target)?;
         let optional = |column: Option<usize>, name: &'static str| -> Result<Option<f64>, ReplayError> {
-            match column.map(|i| fields[i]).filter(|f| !f.is_empty()) {
+            match column.map(|i| fields[i].as_str()).filter(|f| !f.is_empty()) {
                 Some(field) => number(line, name, field).map(Some),
                 None => Ok(None),
             }
         };
         let reading = Reading {
-            backlog: number(line, "backlog", fields[columns.backlog])?,
+            backlog: number(line, "backlog", &fields[columns.backlog])?,
             in_flight: optional(columns.in_flight, "in_flight")?,
             arrival_rate: optional(columns.arrival_rate, "arrival_rate")?,
             ..Reading::default()
@@ -120,12 +171,17 @@ pub fn read_observations(text: &str, target: &TargetConfig) -> Result<Vec<Tick>,
         .map_err(|e| ReplayError::Value {
             line,
             column: "backlog",
-            value: fields[columns.backlog].to_owned(),
+            value: fields[columns.backlog].clone(),
             problem: e.to_string(),
         })?;
-        let tick = ticks
-            .entry(time_s.to_bits())
-            .or_insert_with(|| Tick { time_s, readings: vec![None; target.sources.len()] });
+        let live_replicas =
+            optional(columns.live_replicas, "live_replicas")?.map(|n| n.min(f64::from(u32::MAX)) as u32);
+        let tick = ticks.entry(time_s.to_bits()).or_insert_with(|| Tick {
+            time_s,
+            readings: vec![None; target.sources.len()],
+            live_replicas: None,
+        });
+        tick.live_replicas = live_replicas.or(tick.live_replicas);
         if tick.readings[source].replace(reading).is_some() {
             return Err(ReplayError::Duplicate { line, source_name: target.sources[source].name.clone(), time_s });
         }
@@ -136,6 +192,60 @@ pub fn read_observations(text: &str, target: &TargetConfig) -> Result<Vec<Tick>,
     Ok(ticks.into_values().collect())
 }
 
+/// The header's columns and every row's fields with its line, each row checked to have as many fields as the header.
+fn split_rows(text: &str) -> Result<(Columns, Vec<Row>), ReplayError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = text
+        .lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+    let (header_line, header) = rows.next().ok_or(ReplayError::Empty)?;
+    let columns = Columns::parse(header_line, header)?;
+    let rows = rows
+        .map(|(line, row)| {
+            let fields = csv_fields(row);
+            if fields.len() == columns.count {
+                Ok((line, fields))
+            } else {
+                Err(ReplayError::FieldCount { line, expected: columns.count, found: fields.len() })
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Err(ReplayError::NoRows);
+    }
+    Ok((columns, rows))
+}
+
+/// A row's line and its fields.
+type Row = (usize, Vec<String>);
+
+/// A row's fields, trimmed; a field in quotes may hold commas, and a doubled quote inside stands for one.
+fn csv_fields(row: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
+            ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_owned());
+    fields
+}
+
 /// Where each column is.
 struct Columns {
     count: usize,
@@ -144,6 +254,8 @@ struct Columns {
     backlog: usize,
     in_flight: Option<usize>,
     arrival_rate: Option<usize>,
+    target: Option<usize>,
+    live_replicas: Option<usize>,
 }
 
 impl Columns {
@@ -163,6 +275,8 @@ impl Columns {
             backlog: required("backlog")?,
             in_flight: position("in_flight"),
             arrival_rate: position("arrival_rate"),
+            target: position("target"),
+            live_replicas: position("live_replicas"),
         })
     }
 }

@@ -244,6 +244,10 @@ pub struct Autoscaler {
     /// Whether a burst may jump past `behavior.scaleUp`: only when the user left it at its defaults.
     burst_bypasses_scale_up: bool,
     keep_busy: bool,
+    /// `cooldownPeriod`: how long after the last active read the last replica goes.
+    cooldown: Option<std::time::Duration>,
+    /// When a source was last above `activation`, for `cooldownPeriod`.
+    last_active: Option<Instant>,
 }
 
 struct SourceRule {
@@ -309,6 +313,8 @@ impl Autoscaler {
             drain_watch: DrainWatch::default(),
             burst_bypasses_scale_up: !target.behavior.names_scale_up(),
             keep_busy: target.effective_scale_down_policy().is_some_and(|p| p.keep_busy),
+            cooldown: target.cooldown_period,
+            last_active: None,
         }
     }
 
@@ -352,6 +358,7 @@ impl Autoscaler {
             draft.bind(self.max_replicas, Rule::MaxReplicas, format!("capped at maxReplicas {}", self.max_replicas));
         }
         let floor = self.apply_floors(now, wall, current, readings, &verdicts, &mut draft);
+        let cooled_to_zero = floor.replicas == 0 && draft.replicas == 0 && self.cooldown.is_some();
         let wanted = draft.replicas;
 
         let behavior = self.behavior.get_or_insert_with(|| BehaviorState::seeded(now, current));
@@ -388,6 +395,10 @@ impl Autoscaler {
         }
         if draft.replicas > self.max_replicas {
             draft.bind(self.max_replicas, Rule::MaxReplicas, format!("capped at maxReplicas {}", self.max_replicas));
+        }
+        // As KEDA does, the step to zero after cooldownPeriod is taken at once, past behavior's windows.
+        if cooled_to_zero && draft.replicas > 0 {
+            draft.bind(0, Rule::Idle, "cooldownPeriod has passed since a source was last active: to zero".to_owned());
         }
         Decision {
             current,
@@ -630,7 +641,7 @@ impl Autoscaler {
 
     /// Applies the floor to the draft and returns it, so it can be enforced again after `behavior`.
     fn apply_floors(
-        &self,
+        &mut self,
         now: Instant,
         wall: DateTime<Utc>,
         current: u32,
@@ -657,8 +668,20 @@ impl Autoscaler {
         }
         if floor.replicas == 0 {
             let activation = trim(self.activation);
+            let cooling = self.cooldown.zip(self.last_active).map(|(c, at)| (c, now.saturating_duration_since(at)));
             if let Some(why) = self.active_source(readings) {
+                self.last_active = Some(now);
                 floor = Floor { replicas: 1, rule: Rule::Activation, why };
+            } else if let Some((cooldown, since)) = cooling.filter(|(c, since)| since < c && current > 0) {
+                floor = Floor {
+                    replicas: 1,
+                    rule: Rule::Activation,
+                    why: format!(
+                        "a source was last active {}s ago, within cooldownPeriod {}s: keeping one replica",
+                        since.as_secs(),
+                        cooldown.as_secs()
+                    ),
+                };
             } else if verdicts.iter().any(|v| v.failing) {
                 // What the healthy sources see is at or below activation, so they give no reason to run; a failing
                 // one cannot say. Hold (or take the fallback), whatever the sub-activation backlog would count.

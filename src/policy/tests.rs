@@ -149,6 +149,26 @@ fn scales_to_zero_when_idle_and_wakes_above_activation() {
 }
 
 #[test]
+fn cooldown_period_keeps_the_last_replica_then_goes_to_zero_at_once() {
+    // KEDA's semantics: steps down to one follow behavior (a 60 s window here); the last replica goes cooldownPeriod
+    // after a source was last above activation, whatever the window says.
+    let extra = "  cooldownPeriod: 120s\n  behavior: {scaleDown: {stabilizationWindowSeconds: 60}}\n";
+    let mut run = Run::new(&one_source(0, 10, extra), 0);
+    assert_eq!(run.at(0, &[backlog(40.0)]).desired, 4);
+    // Idle from t = 15: the window holds 4 until t = 60, then one replica stays until 120 s after t = 0.
+    assert_eq!(run.at(15, &[backlog(0.0)]).desired, 4);
+    let d = run.at(75, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (1, Rule::Activation), "{}", d.reason);
+    assert!(d.reason.message.contains("within cooldownPeriod 120s"), "{}", d.reason);
+    let d = run.at(120, &[backlog(0.0)]);
+    assert_eq!((d.desired, d.reason.rule), (0, Rule::Idle), "{}", d.reason);
+    // Without cooldownPeriod the window alone decides: zero once it has passed.
+    let mut plain = Run::new(&one_source(0, 10, "  behavior: {scaleDown: {stabilizationWindowSeconds: 60}}\n"), 0);
+    plain.at(0, &[backlog(40.0)]);
+    assert_eq!(plain.at(75, &[backlog(0.0)]).desired, 0);
+}
+
+#[test]
 fn wakes_from_zero_even_when_the_rate_policy_would_not_move() {
     let extra =
         "  behavior:\n    scaleUp: {selectPolicy: Min, policies: [{type: Percent, value: 100, periodSeconds: 15}]}\n";

@@ -148,7 +148,8 @@ fn every_error_names_its_line() {
     assert_eq!(error("\n# nothing\n"), "the file is empty: expected the header `time_s,source,backlog`");
     assert_eq!(
         error("time_s,backlog\n"),
-        "line 1: no `source` column; the header is `time_s,source,backlog` plus optionally `in_flight,arrival_rate`"
+        "line 1: no `source` column; the header is `time_s,source,backlog` plus optionally `in_flight,arrival_rate` \
+         (and `target,live_replicas` in a shadow recording)"
     );
     assert!(error("time_s,source,backlog,lag\n").starts_with("line 1: unknown column `lag`"));
     assert_eq!(error("time_s,source,backlog\n"), "the file has a header but no observations");
@@ -213,4 +214,78 @@ proptest! {
             prop_assert_eq!(pair[1].current, pair[0].desired);
         }
     }
+}
+
+/// A shadow recording of two workloads; `worker`'s source name holds a comma, so the recorder quoted it.
+const SHADOW: &str = "\
+time_s,source,backlog,in_flight,arrival_rate,target,live_replicas
+0.000,\"jobs\",40,0,,worker,4
+0.000,jobs,9,,,mailer,1
+10.000,jobs,40,0,,worker,4
+20.000,jobs,0,0,,worker,2
+";
+
+#[test]
+fn a_shadow_recording_is_read_one_target_at_a_time() {
+    let target = target();
+    let error = read_recording(SHADOW, &target, None).unwrap_err().to_string();
+    assert_eq!(error, "the recording holds several targets (mailer, worker); choose one with --target NAME");
+    let error = read_recording(SHADOW, &target, Some("billing")).unwrap_err().to_string();
+    assert_eq!(error, "the recording has no rows for target `billing`; it holds: mailer, worker");
+    let ticks = read_recording(SHADOW, &target, Some("worker")).expect("valid");
+    let seen: Vec<(f64, Option<f64>, Option<u32>)> =
+        ticks.iter().map(|t| (t.time_s, t.readings[0].as_ref().map(|r| r.backlog), t.live_replicas)).collect();
+    assert_eq!(seen, [(0.0, Some(40.0), Some(4)), (10.0, Some(40.0), Some(4)), (20.0, Some(0.0), Some(2))]);
+    let plain = "time_s,source,backlog\n0,jobs,1\n";
+    assert_eq!(
+        read_recording(plain, &target, Some("worker")).unwrap_err().to_string(),
+        "--target worker names a recorded target, but the observations have no `target` column"
+    );
+}
+
+#[test]
+fn quoted_fields_may_hold_commas_and_quotes() {
+    assert_eq!(csv_fields(r#"1,"sum(x{a=""b"",c=""d""})", 7 ,"#), ["1", r#"sum(x{a="b",c="d"})"#, "7", ""]);
+}
+
+#[test]
+fn the_report_sets_replica_seconds_and_estimated_waits_beside_the_live_ones() {
+    // 10 s jobs: 40 waiting at 4 live replicas (0.4 jobs/s) is a 100 s wait; then the queue empties.
+    let config = Config::parse(
+        "r.yaml",
+        "targets:\n  - deployment: worker\n    maxReplicas: 20\n    latencyTarget: { maxWait: 60s, jobDuration: 10s }\n    \
+         sources: [{ name: jobs, type: rabbitmq, url: 'amqp://h', queue: jobs, backlogPerWorker: 5 }]\n",
+        |_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .targets
+    .remove(0);
+    let ticks = read_recording(SHADOW, &config, Some("worker")).expect("valid");
+    let decisions = replay(&config, &ticks, 4, crate::sim::run::start_of_simulated_time());
+    let report = super::report::compare("worker", &config, &ticks, &decisions).expect("a shadow recording");
+    assert_eq!(report.live.replica_seconds, 4.0 * 10.0 + 4.0 * 10.0);
+    let ours: f64 = decisions.windows(2).map(|w| f64::from(w[0].desired) * (w[1].time_s - w[0].time_s)).sum();
+    assert_eq!(report.queue_scaler.replica_seconds, ours);
+    assert_eq!(report.live.estimated_max_wait_s, Some(100.0));
+    assert_eq!(report.job_duration_from, "latencyTarget.jobDuration");
+    // At the first tick both sides see the same 40 jobs; queue-scaler's count there sets its wait.
+    let first = decisions[0].desired;
+    assert!(first > 4, "40 waiting with a 60 s maxWait wants more than 4: {first}");
+    assert_eq!(report.timeline[0].queue_scaler_wait_s, Some(40.0 * 10.0 / f64::from(first)));
+    let markdown = report.markdown("worker.svg");
+    assert!(markdown.contains("| replica-seconds | "), "{markdown}");
+    assert!(markdown.contains("estimates, not measurements"), "{markdown}");
+    assert!(report.svg().contains("live: p99 wait"), "the plot has both sides");
+    let json = serde_json::to_value(&report).expect("serializable");
+    assert_eq!(json["live"]["replica_seconds"], 80.0);
+    assert!(json["queue_scaler"]["estimated_p99_wait_s"].is_number());
+}
+
+#[test]
+fn observations_without_live_replicas_make_no_report() {
+    let target = target();
+    let ticks = read_observations("time_s,source,backlog\n0,jobs,1\n", &target).expect("valid");
+    let decisions = replay(&target, &ticks, 0, crate::sim::run::start_of_simulated_time());
+    let error = super::report::compare("worker", &target, &ticks, &decisions).unwrap_err();
+    assert!(error.to_string().contains("needs a shadow recording"), "{error}");
 }

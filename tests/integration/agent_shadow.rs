@@ -1,12 +1,12 @@
 //! Shadow mode beside an HPA: the agent reads the real RabbitMQ, decides, writes nothing, and records what the
 //! source saw and the live replica count — which follows a Deployment changed by hand — in a CSV that continues
-//! across a restart.
+//! across a restart; `replay --report` turns that recording into a report of both sides.
 
 use std::time::Duration;
 
 use queue_scaler::agent::shadow::HEADER;
 
-use crate::support::agent::Agent;
+use crate::support::agent::{Agent, BINARY};
 use crate::support::eventually;
 use crate::support::kube_api::{FakeKube, Kind};
 use crate::support::rabbitmq::{TestQueue, amqp_url};
@@ -86,4 +86,35 @@ async fn shadow_mode_beside_an_hpa_records_what_the_live_autoscaler_did_and_writ
         &after[recorded.len()..]
     );
     assert_eq!(std::fs::read_to_string(&record).expect("recording").matches(HEADER).count(), 1);
+
+    // The recording, as it is, goes through `replay --report`: both sides' replicas, cost and estimated waits.
+    let replay_config = dir.path().join("replay.yaml");
+    std::fs::write(
+        &replay_config,
+        body.replace("    sources:", "    latencyTarget: { maxWait: 1m, jobDuration: 10s }\n    sources:"),
+    )
+    .expect("write");
+    let report_dir = dir.path().join("report");
+    let json = std::process::Command::new(BINARY)
+        .args(["replay", "-c", &replay_config.display().to_string(), "--observations", &record_arg, "--json"])
+        .arg("--report")
+        .arg(&report_dir)
+        .output()
+        .expect("run replay");
+    assert!(json.status.success(), "replay --report failed: {}", String::from_utf8_lossy(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON report");
+    assert_eq!(report["target"], "worker");
+    assert_eq!(report["ticks"].as_u64(), Some(after.len() as u64), "one tick per recorded row (one source)");
+    // 30 waiting at 10 s a job: 2 live replicas (and 5 later) against the config's own count.
+    let live = &report["live"];
+    assert!(live["replica_seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
+    assert_eq!(live["max_replicas"], 5);
+    assert!(live["estimated_max_wait_s"].as_f64().is_some_and(|w| (w - 150.0).abs() < 1e-6), "{report}");
+    let ours = &report["queue_scaler"];
+    assert!(ours["replica_seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
+    assert!(ours["estimated_p99_wait_s"].is_number(), "{report}");
+    let markdown = std::fs::read_to_string(report_dir.join("worker.md")).expect("the Markdown report");
+    assert!(markdown.contains("| replica-seconds |") && markdown.contains("estimates, not measurements"), "{markdown}");
+    let svg = std::fs::read_to_string(report_dir.join("worker.svg")).expect("the plot");
+    assert!(svg.contains("queue-scaler: p99 wait") && svg.contains("live: p99 wait"), "both sides are drawn");
 }
