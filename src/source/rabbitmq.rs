@@ -837,7 +837,7 @@ mod tests {
         // Empty: its last message's timestamp is history, not a wait.
         let c_stats = stats(r#"{"messages_ready":0,"messages_unacknowledged":3,"head_message_timestamp":100}"#);
         let reading = reader.reading(&[(&a, &a_stats), (&b, &b_stats), (&c, &c_stats)], now).expect("counts");
-        assert_eq!((reading.backlog, reading.in_flight, reading.arrival_rate), (13.0, Some(4.0), Some(2.0)));
+        assert_eq!((reading.backlog, reading.in_flight, reading.arrival_rate), (10.0, Some(4.0), Some(2.0)));
         assert_eq!(reading.oldest_message_age, Some(Duration::from_secs(90)));
         assert_eq!(reading.queues, [("a".to_owned(), 5.0), ("b".to_owned(), 2.0), ("c".to_owned(), 3.0)]);
     }

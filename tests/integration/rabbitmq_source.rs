@@ -319,7 +319,10 @@ async fn the_oldest_message_age_comes_from_the_head_message_timestamp() {
             .await
             .expect("publish");
     }
-    assert_eq!(queue.ready().await, 2);
+    eventually(Duration::from_secs(5), "both messages are in the queue", || async {
+        (queue.ready().await == 2).then_some(())
+    })
+    .await;
     let reader = RabbitMq::new(config_of(&queue.name));
     let reading = management_shows(&reader, 2.0).await;
     let age = reading.oldest_message_age.expect("publishers set the timestamp");

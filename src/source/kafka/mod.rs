@@ -38,11 +38,6 @@
 //! uses as the source's own rate; the committed offsets' growth is then what the workers completed, so the job
 //! duration is learned without configuring it.
 //!
-//! **The oldest message's age** is how long ago the next record the group will read on a lagging partition was
-//! produced (its timestamp), the oldest over those partitions: one small fetch per lagging partition per poll, in
-//! the same batch, bounded in time (see `heads.rs`). A partition whose record does not come in time leaves it
-//! unknown; with no lag anywhere it is 0.
-//!
 //! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
 //! topics" is OffsetFetch without a partition list ("all"); it is not used because brokers before 0.10.2 and
 //! librdkafka's mock cluster that the tests run on answer it with nothing. Instead the batch fetches metadata for
@@ -58,7 +53,6 @@
 //! on the read, and no blocking thread outlives a poll.
 
 mod groups;
-mod heads;
 pub mod lag;
 
 use std::cell::Cell;
@@ -321,9 +315,6 @@ impl Config {
         // librdkafka backs off reconnects up to 10 s by default, so a cluster back from an outage would go unseen for
         // several polls; a 1 s ceiling lets the first poll after the recovery read it. `properties` may change it.
         client.set("reconnect.backoff.ms", "100").set("reconnect.backoff.max.ms", "1000");
-        // The agent fetches only the next record of each lagging partition, for its timestamp: a small fetch is
-        // enough (a broker still sends a larger record whole), where librdkafka's default is 1 MB per partition.
-        client.set("fetch.message.max.bytes", "65536");
         for (key, value) in &self.properties {
             client.set(key, value);
         }
@@ -562,7 +553,6 @@ impl ReadBacklog for Kafka {
             arrival_rate,
             wakes: lag.new_on_uncommitted,
             uncommitted_partitions: Some(lag.uncommitted),
-            oldest_message_age: lag.oldest_unread_age(unix_millis()),
             ..Reading::default()
         })
     }
@@ -787,32 +777,7 @@ impl ClusterClient {
             .collect();
         let low = self.offsets(client, deadline, &wanted, (Offset::Beginning, "low watermarks"))?;
 
-        let mut answers: Answers =
-            plans.into_iter().map(|plan| (plan.request.clone(), self.assemble(client, plan, &end, &low))).collect();
-        self.read_next_timestamps(client, deadline, &mut answers);
-        Ok(answers)
-    }
-
-    /// Gives each lagging partition the timestamp of the next record its group will read, for the oldest message's
-    /// age: one fetch per partition and offset, within [`HEADS_WAIT`] and half the time left. A record that does not
-    /// come in time leaves its partition's timestamp unknown; it never fails the read.
-    fn read_next_timestamps(&self, client: &Client, deadline: Instant, answers: &mut Answers) {
-        let wanted: Vec<(PartitionKey, i64)> = answers
-            .values()
-            .filter_map(|answer| answer.as_ref().ok())
-            .flatten()
-            .filter_map(|(key, offsets)| Some((key.clone(), offsets.next_unread()?)))
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let wait = HEADS_WAIT.min(deadline.saturating_duration_since(Instant::now()) / 2);
-        let found = heads::timestamps(&client.consumer, &wanted, wait);
-        for (key, offsets) in answers.values_mut().filter_map(|answer| answer.as_mut().ok()).flatten() {
-            if let Some(next) = offsets.next_unread() {
-                offsets.next_timestamp_ms = found.get(&(key.clone(), next)).copied();
-            }
-        }
+        Ok(plans.into_iter().map(|plan| (plan.request.clone(), self.assemble(client, plan, &end, &low))).collect())
     }
 
     /// Every partition `request` measures: its topic's, or every topic's when it names none. `topics` is the
@@ -958,8 +923,7 @@ impl ClusterClient {
                 detail: format!("no log-end offset for {}/{}", key.0, key.1),
             })?;
             let low = if plan.request.earliest && committed.is_none() { offset(low, &key)? } else { None };
-            measured
-                .push((key, PartitionOffsets { committed, end, low, first_seen_end: None, next_timestamp_ms: None }));
+            measured.push((key, PartitionOffsets { committed, end, low, first_seen_end: None }));
         }
         Ok(measured)
     }
@@ -1030,20 +994,10 @@ fn arrival_rate(previous: &mut Option<Ends>, now: Instant, measured: &[Measured]
     (same && seconds > 0.0 && sum >= then.sum).then(|| (sum - then.sum) as f64 / seconds)
 }
 
-/// The wall clock in Unix milliseconds, as Kafka's record timestamps count.
-fn unix_millis() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The topics where the group has committed at least one partition.
 fn committed_topics(partitions: &Partitions, committed: &[Option<i64>]) -> HashSet<String> {
     partitions.keys.iter().zip(committed).filter(|(_, c)| c.is_some()).map(|((topic, _), _)| topic.clone()).collect()
 }
-
-/// The longest a batch waits for the next records' timestamps, past its offsets: the age is worth a little time, not
-/// the read.
-const HEADS_WAIT: Duration = Duration::from_secs(2);
 
 /// The share of the agent's read timeout librdkafka's calls get: a tenth is left so that a read that runs out of time
 /// reports why (a broker down, say) before the agent abandons it as a bare timeout.
