@@ -182,7 +182,7 @@ pub struct Simulation<'a> {
 impl Simulation<'_> {
     fn run(&self, settings: Settings, slo: &Slo) -> Result<Trial, SimulationError> {
         let target = settings.applied_to(self.target);
-        let world = WorldSettings { initial_replicas: target.min_replicas, ..self.settings };
+        let world = WorldSettings { initial_replicas: target.min_replicas, ..self.settings.clone() };
         let outcome = run_agent(self.jobs.to_vec(), &target, self.poll_interval, world, &mut |_| {})?;
         let report = outcome.report;
         Ok(Trial {

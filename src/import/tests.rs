@@ -78,7 +78,7 @@ fn rabbitmq_with_its_host_from_a_secret_and_keda_defaults() {
     assert_eq!((target.min_replicas, target.max_replicas, target.activation), (0, 30, 2.0));
     assert_eq!(target.cooldown_period, Some(Duration::from_secs(300)), "KEDA's default cooldownPeriod");
     let SourceKind::RabbitMq(rabbit) = &target.sources[0].kind else { panic!("not rabbitmq") };
-    assert_eq!(rabbit.queue, "thumbnails");
+    assert_eq!(rabbit.queue.as_deref(), Some("thumbnails"));
     assert_eq!(target.sources[0].backlog_per_worker, 25.0);
     assert!(imported.config.contains("url: '${RABBIT_CONN_HOST}'"), "{}", imported.config);
     assert!(imported.config.contains("Secret rabbit-conn, key host"));

@@ -299,6 +299,7 @@ impl ShadowReport {
                 busy_worker_seconds: 0.0,
                 wasted_work_s: 0.0,
                 unfinished: 0,
+                ..PolicyReport::default()
             },
             timeline: self
                 .timeline
