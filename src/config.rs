@@ -31,6 +31,9 @@ use crate::source::{SourceKind, SourceSpec};
 pub use crate::validation::Problem;
 use crate::validation::{duration, split_nested};
 
+mod workload;
+pub use workload::ScaleTargetRef;
+
 /// The whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -108,12 +111,17 @@ impl Default for LeaderElectionConfig {
     }
 }
 
-/// One Deployment and how to scale it.
+/// One workload and how to scale it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetConfig {
-    /// The Deployment's name, in the agent's namespace.
-    pub deployment: String,
+    /// The Deployment's name, in the agent's namespace: short for a `scaleTargetRef` to an `apps/v1` Deployment.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// Any workload with a `scale` subresource (a StatefulSet, an Argo Rollout, a custom resource), as an HPA names
+    /// it; a target has this or `deployment`, not both.
+    #[serde(default)]
+    pub scale_target_ref: Option<ScaleTargetRef>,
     /// Never fewer replicas than this; 0 allows scale to zero.
     #[serde(default = "defaults::min_replicas")]
     pub min_replicas: u32,
@@ -407,18 +415,27 @@ impl Config {
         if self.targets.is_empty() {
             problems.push(Problem::new("targets", "no targets; add at least one Deployment to scale"));
         }
+        // Metrics, logs and `/status` name a target by its workload's name, so names are unique across kinds too.
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, target) in self.targets.iter().enumerate() {
             let path = format!("targets[{i}]");
-            if let Some(first) = seen.insert(target.deployment.as_str(), i) {
-                problems.push(Problem::new(
-                    format!("{path}.deployment"),
+            let workload = target.workload();
+            if let Some(first) = seen.insert(target.name(), i) {
+                let message = if self.targets[first].workload() == workload {
                     format!(
-                        "`{}` is already scaled by targets[{first}]; two targets would fight over one Deployment, so \
-                         merge their sources into one target",
-                        target.deployment
-                    ),
-                ));
+                        "`{}` is already scaled by targets[{first}]; two targets would fight over one {}, so merge \
+                         their sources into one target",
+                        workload.name, workload.kind
+                    )
+                } else {
+                    format!(
+                        "`{}` is already the name of targets[{first}]'s {}; metrics and status name targets by name, \
+                         so scale workloads with different names",
+                        workload.name,
+                        self.targets[first].workload().kind
+                    )
+                };
+                problems.push(Problem::new(format!("{path}.{}", target.name_field()), message));
             }
             problems.extend(target.problems().into_iter().map(|p| p.under(&path)));
         }
@@ -442,11 +459,49 @@ impl TargetConfig {
             .collect()
     }
 
+    /// What this target scales: its `scaleTargetRef`, or the Deployment `deployment` names.
+    pub fn workload(&self) -> ScaleTargetRef {
+        match (&self.scale_target_ref, &self.deployment) {
+            (Some(reference), _) => reference.clone(),
+            (None, name) => ScaleTargetRef::deployment(name.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// The name of the workload this target scales, which metrics, logs and `/status` call it by.
+    pub fn name(&self) -> &str {
+        match (&self.scale_target_ref, &self.deployment) {
+            (Some(reference), _) => &reference.name,
+            (None, name) => name.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// Where the name is written in the file, relative to the target.
+    fn name_field(&self) -> &'static str {
+        if self.scale_target_ref.is_some() { "scaleTargetRef.name" } else { "deployment" }
+    }
+
     /// Problems with this target, relative to it.
     pub fn problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if let Some(why) = dns_subdomain_problem(&self.deployment) {
-            problems.push(Problem::new("deployment", format!("`{}` is not a Deployment name: {why}", self.deployment)));
+        match (&self.deployment, &self.scale_target_ref) {
+            (Some(deployment), None) => {
+                if let Some(why) = dns_subdomain_problem(deployment) {
+                    problems
+                        .push(Problem::new("deployment", format!("`{deployment}` is not a Deployment name: {why}")));
+                }
+            }
+            (None, Some(reference)) => {
+                problems.extend(reference.problems().into_iter().map(|p| p.under("scaleTargetRef")));
+            }
+            (Some(_), Some(_)) => problems.push(Problem::new(
+                "scaleTargetRef",
+                "a target scales one workload: keep `deployment: NAME` or `scaleTargetRef`, not both",
+            )),
+            (None, None) => problems.push(Problem::new(
+                "deployment",
+                "missing; say what to scale: `deployment: NAME`, or `scaleTargetRef: {apiVersion, kind, name}` for a \
+                 StatefulSet, an Argo Rollout or any resource with a scale subresource",
+            )),
         }
         if self.max_replicas == 0 {
             problems.push(Problem::new(

@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use queue_scaler::agent::cluster::{self, RunOptions, StartError};
-use queue_scaler::config::{Config, ConfigError, TargetConfig};
+use queue_scaler::config::{Config, ConfigError, ScaleTargetRef, TargetConfig};
 use queue_scaler::redact;
 use queue_scaler::replay;
 use queue_scaler::sim::baseline::Baseline;
 use queue_scaler::sim::compare::{Setup, compare};
 use queue_scaler::sim::progress::ProgressBar;
 use queue_scaler::sim::{self, run::SimulationError};
-use queue_scaler::target::deployment;
+use queue_scaler::target::by_hand;
 use tokio::sync::watch;
 
 /// Scale queue workers on Kubernetes by their backlog.
@@ -81,13 +81,20 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Set a Deployment's replica count by hand, optionally holding the agent off it for a while.
+    /// Set a workload's replica count by hand, optionally holding the agent off it for a while.
     ///
-    /// With --hold the Deployment gets the annotation queue-scaler.io/hold-until; the agent leaves it alone until
-    /// then. --release removes the hold.
+    /// With --hold the workload gets the annotation queue-scaler.io/hold-until; the agent leaves it alone until
+    /// then. --release removes the hold. A Deployment by default; --kind and --api-version name any other workload
+    /// with a scale subresource, as a target's scaleTargetRef does.
     Scale {
-        /// The Deployment.
+        /// The workload's name.
         deployment: String,
+        /// The workload's kind (e.g. StatefulSet, Rollout).
+        #[arg(long, default_value = "Deployment")]
+        kind: String,
+        /// The kind's GROUP/VERSION (e.g. argoproj.io/v1alpha1).
+        #[arg(long, default_value = "apps/v1")]
+        api_version: String,
         /// The replica count to set.
         #[arg(long, required_unless_present = "release")]
         replicas: Option<u32>,
@@ -352,18 +359,21 @@ fn main() -> ExitCode {
             },
             Err(error) => config_failure(&error),
         },
-        Command::Scale { deployment, replicas, hold, release, namespace } => outcome(runtime().block_on(async {
-            let client = kube::Client::try_default().await.context("cannot find Kubernetes credentials")?;
-            let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
-            // `parse_hold` keeps it within a year, so neither the conversion nor the sum can overflow.
-            let hold_until = hold.and_then(|h| chrono::Duration::from_std(h).ok()).map(|h| chrono::Utc::now() + h);
-            let change = deployment::ManualChange { replicas, hold_until, release };
-            deployment::change_by_hand(client, &namespace, &deployment, &change)
-                .await
-                .with_context(|| format!("cannot scale deployment {namespace}/{deployment}"))?;
-            println!("{}", change.describe(&namespace, &deployment));
-            Ok(())
-        })),
+        Command::Scale { deployment, kind, api_version, replicas, hold, release, namespace } => {
+            let workload = ScaleTargetRef { api_version, kind, name: deployment };
+            outcome(runtime().block_on(async {
+                let client = kube::Client::try_default().await.context("cannot find Kubernetes credentials")?;
+                let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+                // `parse_hold` keeps it within a year, so neither the conversion nor the sum can overflow.
+                let hold_until = hold.and_then(|h| chrono::Duration::from_std(h).ok()).map(|h| chrono::Utc::now() + h);
+                let change = by_hand::ManualChange { replicas, hold_until, release };
+                by_hand::change_by_hand(client, &namespace, &workload, &change)
+                    .await
+                    .with_context(|| format!("cannot scale {} {namespace}/{}", workload.kind, workload.name))?;
+                println!("{}", change.describe(&namespace, &workload));
+                Ok(())
+            }))
+        }
     }
 }
 
@@ -545,7 +555,7 @@ fn import(files: &[PathBuf]) -> anyhow::Result<String> {
 /// The target named by `--deployment`, else the config's first.
 fn pick_target<'a>(config: &'a Config, deployment: Option<&str>) -> Result<&'a TargetConfig, SimulationError> {
     match deployment {
-        Some(name) => config.targets.iter().find(|t| t.deployment == name),
+        Some(name) => config.targets.iter().find(|t| t.name() == name),
         None => config.targets.first(),
     }
     .ok_or_else(|| SimulationError::NoSuchTarget(deployment.unwrap_or_default().to_owned()))
@@ -636,9 +646,26 @@ async fn stop_on_signals(stop: watch::Sender<bool>) {
     std::process::exit(130);
 }
 
+/// Client libraries that log a broker's outage themselves, lapin two or three ERROR lines per failed reconnect: the
+/// agent reports a failing source once per interval, with the target and the source named, so theirs are off
+/// unless `RUST_LOG` names them (`RUST_LOG=info,lapin=debug`).
+const QUIET_LIBRARIES: &[&str] =
+    &["lapin", "amq_protocol", "librdkafka", "rdkafka", "aws_smithy_runtime", "aws_config", "hyper_util"];
+
+/// The log filter: `default_level`, the client libraries off, then `RUST_LOG`, whose directives win (a later
+/// directive for the same target replaces an earlier one; invalid ones are skipped).
+fn log_filter(default_level: &str, rust_log: Option<&str>) -> String {
+    let quiet = QUIET_LIBRARIES.iter().map(|library| format!("{library}=off"));
+    std::iter::once(default_level.to_owned())
+        .chain(quiet)
+        .chain(rust_log.map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let filter = tracing_subscriber::EnvFilter::new(log_filter(default_level, rust_log.as_deref()));
     // Colours only for a person at a terminal; log collectors and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -1,7 +1,7 @@
 //! `queue-scaler run`: the agent wired to a real cluster.
 //!
-//! Builds the Kubernetes client (in-cluster, else `KUBECONFIG`/`~/.kube/config`), starts one Deployment watch for
-//! the namespace, the leader election and the config reload, serves `/metrics`, `/healthz` and `/readyz`, and runs
+//! Builds the Kubernetes client (in-cluster, else `KUBECONFIG`/`~/.kube/config`), starts one watch per kind the
+//! targets name (Deployments, StatefulSets, ...) in the namespace, the leader election and the config reload, serves `/metrics`, `/healthz` and `/readyz`, and runs
 //! one [`TargetLoop`] task per target until shutdown is signalled. A reloaded config keeps what the loops learned
 //! ([`reload::carry_over`]). Nothing here decides anything.
 
@@ -19,11 +19,12 @@ use super::leader::{ElectionSettings, Elector, Leadership};
 use super::shadow::Recorder;
 use super::status::StatusBoard;
 use super::{Clock, LoopSettings, TargetLoop, reload};
-use crate::config::Config;
+use crate::config::{Config, TargetConfig};
 use crate::http::{self, Response};
 use crate::source::{Clients, Source};
-use crate::target::deployment::{DeploymentTarget, DeploymentWatch};
 use crate::target::other_controllers::OtherControllers;
+use crate::target::workload::WorkloadTarget;
+use crate::target::workloads::Workloads;
 
 /// Flags of `queue-scaler run`.
 #[derive(Debug, Clone, Default)]
@@ -81,21 +82,20 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         return Err(StartError::Namespace);
     }
     let identity = identity();
-    let (deployments, drive_watch) = DeploymentWatch::start(client.clone(), &namespace);
-    let watch_task = tokio::spawn(drive_watch);
+    let workloads = Workloads::new(client.clone(), &namespace);
     let (others, drive_others) = OtherControllers::start(client.clone(), &namespace);
     let others_task = tokio::spawn(drive_others);
 
     let board = StatusBoard::default();
     let metrics_server =
-        if options.once { None } else { Some(serve_metrics(&config, deployments.clone(), board.clone()).await?) };
+        if options.once { None } else { Some(serve_metrics(&config, workloads.clone(), board.clone()).await?) };
     tracing::info!(
         %namespace, %identity, targets = config.targets.len(), poll_interval = ?config.poll_interval,
         dry_run = options.dry_run, "starting"
     );
-    deployments.ready().await;
+    workloads.prepare(config.targets.iter().map(TargetConfig::workload)).await;
     let own_labels = own_pod_labels(&client, &namespace).await;
-    let check_self = |config: &Config| refuse_scaling_itself(config, &deployments, own_labels.as_ref());
+    let check_self = |config: &Config| refuse_scaling_itself(config, &workloads, own_labels.as_ref());
     check_self(&config).map_err(StartError::ScalesItself)?;
 
     let recorder = match &options.shadow {
@@ -116,29 +116,22 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     let dry_run = options.dry_run || options.shadow.is_some();
     let settings_of = |config: &Config| LoopSettings { read_timeout: config.read_timeout, dry_run };
     let builder = |config: &Config| {
-        let (client, deployments, identity, leadership, others, clients) = (
-            client.clone(),
-            deployments.clone(),
-            identity.clone(),
-            leadership.clone(),
-            others.clone(),
-            clients.clone(),
-        );
+        let (workloads, identity, leadership, others, clients) =
+            (workloads.clone(), identity.clone(), leadership.clone(), others.clone(), clients.clone());
         let (settings, secrets, read_timeout) = (settings_of(config), config.secrets.clone(), config.read_timeout);
         let (shadow, recorder) = (options.shadow.is_some(), recorder.clone());
         move |target: &crate::config::TargetConfig| {
             let sources = target.sources.iter().map(|s| Source::from_kind(&s.kind, read_timeout, &clients)).collect();
-            let deployment = DeploymentTarget::new(
-                client.clone(),
-                deployments.clone(),
-                &target.deployment,
+            let workload = WorkloadTarget::new(
+                workloads.clone(),
+                target.workload(),
                 &identity,
                 target.scale_down.clone(),
                 leadership.clone(),
                 others.clone(),
             );
             let mut target_loop =
-                TargetLoop::new(target, sources, deployment, settings, secrets.clone(), leadership.clone());
+                TargetLoop::new(target, sources, workload, settings, secrets.clone(), leadership.clone());
             if shadow {
                 target_loop.shadow(recorder.clone());
             }
@@ -154,12 +147,12 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
     } else {
         let (updates, mut configs) = watch::channel(Arc::new(config));
         if let Some(path) = options.config_path.clone() {
-            let deployments = deployments.clone();
+            let workloads = workloads.clone();
             let own_labels = own_labels.clone();
             tokio::spawn(reload::watch_file(
                 path,
                 updates,
-                move |config| refuse_scaling_itself(config, &deployments, own_labels.as_ref()),
+                move |config| refuse_scaling_itself(config, &workloads, own_labels.as_ref()),
                 reload::CHECK_EVERY,
             ));
         }
@@ -168,9 +161,10 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         let mut first = true;
         loop {
             let config = configs.borrow_and_update().clone();
+            workloads.prepare(config.targets.iter().map(TargetConfig::workload)).await;
             let (mut loops, carried) =
                 reload::carry_over(running, &config.targets, settings_of(&config), builder(&config));
-            let names: Vec<String> = config.targets.iter().map(|t| t.deployment.clone()).collect();
+            let names: Vec<String> = config.targets.iter().map(|t| t.name().to_owned()).collect();
             for target_loop in &mut loops {
                 target_loop.report_to(board.clone(), &names);
             }
@@ -207,7 +201,7 @@ pub async fn run(config: Config, options: RunOptions, shutdown: watch::Receiver<
         }
         tracing::info!("stopped");
     }
-    watch_task.abort();
+    workloads.stop();
     others_task.abort();
     if let Some(server) = metrics_server {
         server.abort();
@@ -257,22 +251,24 @@ async fn own_pod_labels(client: &kube::Client, namespace: &str) -> Option<BTreeM
     }
 }
 
-/// As a sidecar, the agent must not be able to scale its own Deployment to zero: it would remove itself and never
+/// As a sidecar, the agent must not be able to scale its own workload to zero: it would remove itself and never
 /// come back to scale up.
 fn refuse_scaling_itself(
     config: &Config,
-    deployments: &DeploymentWatch,
+    workloads: &Workloads,
     own_labels: Option<&BTreeMap<String, String>>,
 ) -> Result<(), String> {
     let Some(labels) = own_labels else {
         return Ok(());
     };
     for (i, target) in config.targets.iter().enumerate() {
-        if target.min_replicas == 0 && deployments.selects(&target.deployment, labels) {
+        let workload = target.workload();
+        if target.min_replicas == 0 && workloads.selects(&workload, labels) {
             return Err(format!(
-                "targets[{i}].minReplicas: 0 would scale away deployment `{}`, which this agent runs inside as a \
-                 sidecar; set minReplicas to at least 1, or run the agent as its own Deployment",
-                target.deployment
+                "targets[{i}].minReplicas: 0 would scale away {} `{}`, which this agent runs inside as a sidecar; \
+                 set minReplicas to at least 1, or run the agent as its own Deployment",
+                workload.kind.to_lowercase(),
+                workload.name
             ));
         }
     }
@@ -281,7 +277,7 @@ fn refuse_scaling_itself(
 
 async fn serve_metrics(
     config: &Config,
-    deployments: DeploymentWatch,
+    workloads: Workloads,
     board: StatusBoard,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let addr = config.metrics.listen.clone();
@@ -302,8 +298,8 @@ async fn serve_metrics(
         "/metrics" => Some(Response::metrics(handle.render())),
         "/status" => Some(Response::json(serde_json::to_string(&board.snapshot()).unwrap_or_default())),
         "/healthz" => Some(Response::text("ok\n")),
-        "/readyz" if deployments.is_ready() => Some(Response::text("ready\n")),
-        "/readyz" => Some(Response::unavailable("waiting for the first list of Deployments\n")),
+        "/readyz" if workloads.is_ready() => Some(Response::text("ready\n")),
+        "/readyz" => Some(Response::unavailable("waiting for the first list of the workloads to scale\n")),
         _ => None,
     };
     Ok(tokio::spawn(http::serve(listener, Arc::new(route))))

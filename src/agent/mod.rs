@@ -167,9 +167,9 @@ impl<T: ScaleTarget> TargetLoop<T> {
         let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
         TargetLoop {
             spec: config.clone(),
-            deployment: config.deployment.clone(),
+            deployment: config.name().to_owned(),
             autoscaler: Autoscaler::new(config),
-            metrics: TargetMetrics::new(&config.deployment, (config.min_replicas, config.max_replicas), &source_names),
+            metrics: TargetMetrics::new(config.name(), (config.min_replicas, config.max_replicas), &source_names),
             failure_streaks: vec![0; sources.len()],
             sources,
             source_names,

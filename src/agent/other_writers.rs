@@ -106,14 +106,14 @@ impl OtherWriters {
         match owner {
             Some(owner) => {
                 let note = format!(
-                    "{owner} already scales this Deployment, so queue-scaler leaves it alone: two autoscalers would \
-                     undo each other; remove one of them from this Deployment"
+                    "{owner} already scales this workload, so queue-scaler leaves it alone: two autoscalers would \
+                     undo each other; remove one of them from this workload"
                 );
-                tracing::error!(%deployment, %owner, "another autoscaler scales this Deployment; not managing it");
+                tracing::error!(%deployment, %owner, "another autoscaler scales this workload; not managing it");
                 target.warn("OtherAutoscaler", &note);
                 metrics.other_controller(owner, true);
             }
-            None => tracing::info!(%deployment, "no other autoscaler scales this Deployment any more; managing it"),
+            None => tracing::info!(%deployment, "no other autoscaler scales this workload any more; managing it"),
         }
         self.told_owner = owner.map(str::to_owned);
     }
@@ -146,7 +146,7 @@ impl OtherWriters {
             self.backing_off_until = Some(now + BACK_OFF);
             let note = format!(
                 "the replica count was changed by others {CHANGES_BEFORE_BACKING_OFF} times within {} minutes (last \
-                 by {writer}); queue-scaler backs off this Deployment for {} minutes instead of fighting",
+                 by {writer}); queue-scaler backs off this workload for {} minutes instead of fighting",
                 CHANGES_WINDOW.as_secs() / 60,
                 BACK_OFF.as_secs() / 60
             );

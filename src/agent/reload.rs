@@ -89,11 +89,11 @@ pub fn carry_over<T: ScaleTarget>(
     mut build: impl FnMut(&TargetConfig) -> TargetLoop<T>,
 ) -> (Vec<TargetLoop<T>>, CarriedOver) {
     let mut by_deployment: HashMap<String, TargetLoop<T>> =
-        running.into_iter().map(|l| (l.spec().deployment.clone(), l)).collect();
+        running.into_iter().map(|l| (l.spec().name().to_owned(), l)).collect();
     let mut carried = CarriedOver::default();
     let loops = targets
         .iter()
-        .map(|target| match by_deployment.remove(&target.deployment) {
+        .map(|target| match by_deployment.remove(target.name()) {
             Some(running) if running.is_built_from(target, settings) => {
                 carried.kept += 1;
                 running

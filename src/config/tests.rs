@@ -278,6 +278,7 @@ const ERROR_TABLE: &str = include_str!("../../docs/config-errors.md");
 const TOP_FIELDS: &[&str] = &["namespace", "pollInterval", "readTimeout", "metrics", "leaderElection", "targets"];
 const TARGET_FIELDS: &[&str] = &[
     "deployment",
+    "scaleTargetRef",
     "minReplicas",
     "maxReplicas",
     "activation",

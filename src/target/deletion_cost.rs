@@ -3,18 +3,17 @@
 //!
 //! Neither the HPA nor KEDA can choose which pod goes on scale-down. Kubernetes does honour the
 //! `controller.kubernetes.io/pod-deletion-cost` annotation (beta, on by default since 1.22): among ready pods, lower
-//! cost goes first. So just before lowering the replica count, the agent lists the Deployment's pods, asks each
+//! cost goes first. So just before lowering the replica count, the agent lists the workload's pods, asks each
 //! worker how many jobs it holds (the drain library's `GET /status` on `workerMetricsPort`), and sets the cost once:
 //! idle pods lowest, pods it could not ask next, busy pods by the work they hold. It is best effort by design: if
 //! pods cannot be listed or read, the scale-down happens anyway and the log says so.
 //!
-//! A Deployment may have hundreds of pods and some answer slowly, so each pod is asked and, if its cost changes,
+//! A workload may have hundreds of pods and some answer slowly, so each pod is asked and, if its cost changes,
 //! patched as soon as it answers, [`PODS_AT_ONCE`] at a time: 200 pods whose answers take up to the one-second
 //! limit cost a few seconds, not 200. The caller bounds the whole with a time budget of its own.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
 
 pub use super::worker_pods::{DELETION_COST, Load};
@@ -49,7 +48,7 @@ pub fn cost(load: Load) -> i32 {
 pub async fn mark_idle_pods_first(
     pods: &Api<Pod>,
     http: &reqwest::Client,
-    selector: &LabelSelector,
+    selector: &str,
     port: u16,
     may_write: &(impl Fn() -> bool + Sync),
 ) -> Result<Marked, String> {

@@ -1,26 +1,30 @@
 //! What gets scaled: a replica count that can be read and written.
 //!
-//! The agent loop is generic over [`ScaleTarget`], so the same loop drives a Deployment through the Kubernetes API
-//! ([`deployment`]) and the simulator's Deployment. A target also reports a manual hold (`queue-scaler scale
+//! The agent loop is generic over [`ScaleTarget`], so the same loop drives any workload with a `scale` subresource
+//! through the Kubernetes API ([`workload`]: a Deployment, a StatefulSet, a custom resource) and the simulator's
+//! Deployment. A target also reports a manual hold (`queue-scaler scale
 //! --hold`), which the loop honours before asking the policy anything.
 
+pub mod by_hand;
 pub mod deletion_cost;
-pub mod deployment;
+pub mod kinds;
 pub mod other_controllers;
 pub mod quiet;
 pub mod worker_pods;
+pub mod workload;
+pub mod workloads;
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-/// The annotation that tells the agent to leave a Deployment alone until an RFC 3339 time.
+/// The annotation that tells the agent to leave a workload alone until an RFC 3339 time.
 pub const HOLD_ANNOTATION: &str = "queue-scaler.io/hold-until";
 
 /// What the loop needs to know about a target before deciding.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScaleState {
-    /// The replica count the target runs now (the Deployment's `spec.replicas`).
+    /// The replica count the target runs now (its scale subresource's `spec.replicas`).
     pub replicas: u32,
     /// A manual hold: the agent must not write before this time.
     pub hold: Option<Hold>,
@@ -64,9 +68,11 @@ impl Hold {
 /// Why a target could not be read or written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TargetError {
-    /// The Deployment does not exist (yet).
-    #[error("deployment {namespace}/{name} not found")]
+    /// The workload does not exist (yet).
+    #[error("{kind} {namespace}/{name} not found")]
     NotFound {
+        /// Its kind (`Deployment`, `StatefulSet`).
+        kind: String,
         /// Its namespace.
         namespace: String,
         /// Its name.
@@ -87,6 +93,14 @@ pub enum TargetError {
     /// This agent's leadership lapsed, or has too little time left, to send the write.
     #[error("this agent no longer leads with time to spare; the write is left to the new leader")]
     NotLeading,
+    /// The API serves no such kind: a typo in `scaleTargetRef`, or the custom resource's CRD is not installed.
+    #[error("the API serves no {kind} in {api_version}; check scaleTargetRef, or install the kind's CRD")]
+    UnknownKind {
+        /// The `scaleTargetRef.apiVersion`.
+        api_version: String,
+        /// The `scaleTargetRef.kind`.
+        kind: String,
+    },
     /// The API refused or failed the request.
     #[error("the Kubernetes API answered {code}: {message}")]
     Api {

@@ -1,7 +1,7 @@
-//! Other autoscalers in the namespace: a Deployment that an HPA or a KEDA ScaledObject already scales is not managed.
+//! Other autoscalers in the namespace: a workload that an HPA or a KEDA ScaledObject already scales is not managed.
 //!
 //! Two controllers writing one `spec.replicas` fight: each undoes the other every few seconds, the pods churn and
-//! neither's promises hold. The agent cannot tell which one the user meant, so it leaves the Deployment to the one
+//! neither's promises hold. The agent cannot tell which one the user meant, so it leaves the workload to the one
 //! that was there and says so (a Warning Event, an error log and `queue_scaler_other_controller`). It watches
 //! `autoscaling/v2` HorizontalPodAutoscalers (list and watch, one stream per namespace) and lists KEDA's
 //! `keda.sh/v1alpha1` ScaledObjects every [`SCALED_OBJECTS_EVERY`]; a cluster without KEDA answers that list with
@@ -16,17 +16,27 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use crate::config::ScaleTargetRef;
+
 /// How often ScaledObjects are listed (they cannot be watched without the CRD's list-watch permission).
 pub const SCALED_OBJECTS_EVERY: Duration = Duration::from_secs(30);
 
-/// A Deployment's other autoscaler, as `Kind/name`.
+/// A workload's other autoscaler, as `Kind/name`.
 pub type Owner = String;
 
 /// What the agent knows of the namespace's other autoscalers; cheap to clone.
 #[derive(Clone)]
 pub struct OtherControllers {
     hpas: Option<Store<HorizontalPodAutoscaler>>,
-    scaled_objects: Arc<Mutex<Vec<(String, String)>>>,
+    scaled_objects: Arc<Mutex<Vec<ScaledObjectTarget>>>,
+}
+
+/// A ScaledObject and the kind and name of what it scales.
+#[derive(Debug, Clone, PartialEq)]
+struct ScaledObjectTarget {
+    scaled_object: String,
+    kind: String,
+    name: String,
 }
 
 impl OtherControllers {
@@ -77,30 +87,36 @@ impl OtherControllers {
         (known, driver)
     }
 
-    /// The other autoscaler that scales Deployment `name`, if any.
-    pub fn owner_of(&self, name: &str) -> Option<Owner> {
-        let scaled = lock(&self.scaled_objects).iter().find(|(_, target)| target == name).map(|(so, _)| so.clone());
+    /// The other autoscaler that scales `workload`, if any (matched by kind and name, as both autoscalers name it).
+    pub fn owner_of(&self, workload: &ScaleTargetRef) -> Option<Owner> {
+        let scaled = lock(&self.scaled_objects)
+            .iter()
+            .find(|t| t.kind == workload.kind && t.name == workload.name)
+            .map(|t| t.scaled_object.clone());
         scaled.map(|so| format!("ScaledObject/{so}")).or_else(|| {
             self.hpas.as_ref()?.state().iter().find_map(|hpa| {
                 let target = &hpa.spec.as_ref()?.scale_target_ref;
-                (target.kind == "Deployment" && target.name == name)
+                (target.kind == workload.kind && target.name == workload.name)
                     .then(|| format!("HorizontalPodAutoscaler/{}", hpa.metadata.name.clone().unwrap_or_default()))
             })
         })
     }
 }
 
-fn lock(list: &Mutex<Vec<(String, String)>>) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+fn lock(list: &Mutex<Vec<ScaledObjectTarget>>) -> std::sync::MutexGuard<'_, Vec<ScaledObjectTarget>> {
     list.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// (ScaledObject name, Deployment name) when the ScaledObject targets a Deployment (its `scaleTargetRef.kind`
-/// defaults to Deployment).
-fn target_of_scaled_object(object: &DynamicObject) -> Option<(String, String)> {
+/// What a ScaledObject scales (its `scaleTargetRef.kind` defaults to Deployment).
+fn target_of_scaled_object(object: &DynamicObject) -> Option<ScaledObjectTarget> {
     let target = object.data.get("spec")?.get("scaleTargetRef")?;
     let kind = target.get("kind").and_then(|k| k.as_str()).unwrap_or("Deployment");
     let name = target.get("name")?.as_str()?;
-    (kind == "Deployment").then(|| (object.metadata.name.clone().unwrap_or_default(), name.to_owned()))
+    Some(ScaledObjectTarget {
+        scaled_object: object.metadata.name.clone().unwrap_or_default(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    })
 }
 
 /// Whether a list failed because the API does not exist (KEDA not installed).
@@ -121,15 +137,17 @@ mod tests {
     }
 
     #[test]
-    fn a_scaled_object_targets_a_deployment_by_default() {
+    fn a_scaled_object_targets_a_deployment_by_default_and_any_kind_it_names() {
         let default_kind = scaled_object("so", serde_json::json!({"name": "worker"}));
-        assert_eq!(target_of_scaled_object(&default_kind), Some(("so".into(), "worker".into())));
-        let stateful = scaled_object("so", serde_json::json!({"name": "db", "kind": "StatefulSet"}));
-        assert_eq!(target_of_scaled_object(&stateful), None);
+        let stateful = scaled_object("so-db", serde_json::json!({"name": "db", "kind": "StatefulSet"}));
         let known = OtherControllers::none();
-        *lock(&known.scaled_objects) = vec![("so".into(), "worker".into())];
-        assert_eq!(known.owner_of("worker").as_deref(), Some("ScaledObject/so"));
-        assert_eq!(known.owner_of("other"), None);
+        *lock(&known.scaled_objects) =
+            [default_kind, stateful].iter().filter_map(target_of_scaled_object).collect::<Vec<_>>();
+        assert_eq!(known.owner_of(&ScaleTargetRef::deployment("worker")).as_deref(), Some("ScaledObject/so"));
+        assert_eq!(known.owner_of(&ScaleTargetRef::deployment("other")), None);
+        let db = |kind: &str| ScaleTargetRef { api_version: "apps/v1".into(), kind: kind.into(), name: "db".into() };
+        assert_eq!(known.owner_of(&db("StatefulSet")).as_deref(), Some("ScaledObject/so-db"));
+        assert_eq!(known.owner_of(&db("Deployment")), None, "same name, other kind");
     }
 
     #[test]

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
 use tokio::time::Instant;
 
@@ -58,7 +57,7 @@ pub enum Progress {
 
 impl Workers<'_> {
     /// Asks every running pod how busy it is.
-    pub async fn loads(&self, selector: &LabelSelector) -> Result<Vec<(WorkerPod, Load)>, String> {
+    pub async fn loads(&self, selector: &str) -> Result<Vec<(WorkerPod, Load)>, String> {
         let running = running_pods(self.pods, selector).await?;
         let asked = futures::stream::iter(running)
             .map(|pod| async move {
@@ -70,7 +69,7 @@ impl Workers<'_> {
     }
 
     /// Picks `count` pods to quiet, tells them, and gives them the lowest deletion cost; returns those that took it.
-    pub async fn quiet(&self, selector: &LabelSelector, count: usize) -> Result<Vec<WorkerPod>, String> {
+    pub async fn quiet(&self, selector: &str, count: usize) -> Result<Vec<WorkerPod>, String> {
         let chosen = choose(self.loads(selector).await?, count);
         let mut quiet = Vec::with_capacity(chosen.len());
         for pod in chosen {
@@ -86,7 +85,7 @@ impl Workers<'_> {
     }
 
     /// Whether the quiet pods are done; pods no longer running count as done.
-    pub async fn progress(&self, selector: &LabelSelector, quiet: &[WorkerPod]) -> Result<Progress, String> {
+    pub async fn progress(&self, selector: &str, quiet: &[WorkerPod]) -> Result<Progress, String> {
         let running = running_pods(self.pods, selector).await?;
         let still: Vec<&WorkerPod> = quiet.iter().filter(|q| running.iter().any(|r| r.name == q.name)).collect();
         let loads = futures::future::join_all(still.iter().map(|pod| load(self.http, pod.ip.as_deref(), self.port)));

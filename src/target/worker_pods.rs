@@ -1,4 +1,4 @@
-//! A Deployment's worker pods and the drain library's endpoint on each: how busy a worker is (`GET /status`), and
+//! A workload's worker pods and the drain library's endpoint on each: how busy a worker is (`GET /status`), and
 //! telling it to go quiet or to resume (`POST /quiet`, `POST /resume`, with the workers' bearer token).
 //!
 //! Idle-first and quiet scale-down both need this; it is kept apart from them so that each reads as what it does
@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,7 +21,7 @@ pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 /// How long one worker may take to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A running pod of the Deployment.
+/// A running pod of the workload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerPod {
     /// Its name.
@@ -55,28 +54,11 @@ pub enum Tell {
     Resume,
 }
 
-/// The label selector as the API's `labelSelector` query parameter.
-pub fn selector_query(selector: &LabelSelector) -> String {
-    let mut terms: Vec<String> =
-        selector.match_labels.iter().flatten().map(|(key, value)| format!("{key}={value}")).collect();
-    for e in selector.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        terms.push(match e.operator.as_str() {
-            "In" => format!("{} in ({values})", e.key),
-            "NotIn" => format!("{} notin ({values})", e.key),
-            "Exists" => e.key.clone(),
-            _ => format!("!{}", e.key),
-        });
-    }
-    terms.join(",")
-}
-
-/// The running (not terminating) pods the selector picks.
-pub async fn running_pods(pods: &Api<Pod>, selector: &LabelSelector) -> Result<Vec<WorkerPod>, String> {
-    let listed = pods
-        .list(&ListParams::default().labels(&selector_query(selector)))
-        .await
-        .map_err(|e| format!("cannot list the pods: {e}"))?;
+/// The running (not terminating) pods a label selector (`app=worker,tier in (a,b)`, as a scale subresource's
+/// `status.selector` gives it) picks.
+pub async fn running_pods(pods: &Api<Pod>, selector: &str) -> Result<Vec<WorkerPod>, String> {
+    let listed =
+        pods.list(&ListParams::default().labels(selector)).await.map_err(|e| format!("cannot list the pods: {e}"))?;
     Ok(listed
         .items
         .into_iter()
@@ -169,25 +151,7 @@ pub async fn tell(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
     use super::*;
-
-    #[test]
-    fn selectors_become_query_parameters() {
-        let selector = LabelSelector {
-            match_labels: Some([("app".to_owned(), "worker".to_owned())].into()),
-            match_expressions: Some(vec![
-                LabelSelectorRequirement {
-                    key: "tier".into(),
-                    operator: "In".into(),
-                    values: Some(vec!["a".into(), "b".into()]),
-                },
-                LabelSelectorRequirement { key: "canary".into(), operator: "DoesNotExist".into(), values: None },
-            ]),
-        };
-        assert_eq!(selector_query(&selector), "app=worker,tier in (a,b),!canary");
-    }
 
     #[test]
     fn ipv6_hosts_are_bracketed() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 
-use queue_scaler::target::deployment::CONCURRENT_WRITES;
+use queue_scaler::target::workloads::CONCURRENT_WRITES;
 
 use crate::support::agent::Agent;
 use crate::support::eventually;

@@ -50,7 +50,7 @@ async fn an_hpa_on_the_deployment_keeps_the_agent_off_until_it_is_deleted() {
         agent.metric(owner).await.filter(|v| *v == 1.0)
     })
     .await;
-    agent.logged("another autoscaler scales this Deployment; not managing it", Duration::from_secs(5)).await;
+    agent.logged("another autoscaler scales this workload; not managing it", Duration::from_secs(5)).await;
     kube.wait_until("the Warning Event", Duration::from_secs(5), |kube| !warnings(kube, "OtherAutoscaler").is_empty())
         .await
         .expect("an OtherAutoscaler event");
@@ -78,7 +78,7 @@ async fn a_keda_scaled_object_on_the_deployment_keeps_the_agent_off() {
     )
     .await;
     let agent = Agent::start(&kube, NS, &body(50), &[]).await;
-    agent.logged("another autoscaler scales this Deployment; not managing it", Duration::from_secs(20)).await;
+    agent.logged("another autoscaler scales this workload; not managing it", Duration::from_secs(20)).await;
     assert!(agent.logs().contains("owner=ScaledObject/worker-so"), "{}", agent.logs());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(kube.scale_writes(NS, "worker").is_empty(), "written beside KEDA: {}", agent.logs());

@@ -106,7 +106,7 @@ async fn the_role_grants_only_what_the_agent_uses_in_its_namespace() {
     let (_kube, rendered) = render("video", "transcoder-scaler", &["transcoding-worker.yaml"]).await;
     let expected = json!([
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "watch"]},
         {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch"]},
@@ -127,6 +127,37 @@ async fn the_role_grants_only_what_the_agent_uses_in_its_namespace() {
     assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": account, "namespace": "video"}]));
     let pod = &rendered.one("Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], account, "the agent runs as the bound ServiceAccount");
+}
+
+#[tokio::test]
+async fn the_role_grants_the_scale_subresource_of_exactly_the_kinds_listed() {
+    let kube = FakeKube::start().await;
+    let kinds = json!({"rbac": {"scaleTargets": [
+        {"apiGroup": "apps", "resource": "statefulsets"},
+        {"apiGroup": "argoproj.io", "resource": "rollouts"},
+    ]}});
+    let rendered = tool::render(&kube, "video", "transcoder-scaler", &["transcoding-worker.yaml"], Some(kinds))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_all_valid(&rendered);
+    let rules = rendered.one("Role")["rules"].as_array().expect("rules").clone();
+    let workload_rules: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["apiGroups"] == json!(["apps"]) || r["apiGroups"] == json!(["argoproj.io"]))
+        .collect();
+    assert_eq!(
+        workload_rules,
+        [
+            &json!({"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch"]}),
+            &json!({"apiGroups": ["apps"], "resources": ["statefulsets/scale"], "verbs": ["get", "patch"]}),
+            &json!({"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]}),
+            &json!({"apiGroups": ["argoproj.io"], "resources": ["rollouts/scale"], "verbs": ["get", "patch"]}),
+        ],
+        "the listed kinds only: no Deployments once the list names others"
+    );
+    let wrong = json!({"rbac": {"scaleTargets": [{"apiGroup": "apps", "resource": "StatefulSets"}]}});
+    let refused = tool::render(&kube, "video", "bad-kinds", &[], Some(wrong)).await;
+    assert!(refused.is_err(), "a resource is a lowercase plural: the schema refuses `StatefulSets`");
 }
 
 #[tokio::test]

@@ -76,7 +76,9 @@ pub(super) fn handle(shared: &Shared, call: Call<'_>) -> Result<Reply, ApiError>
                 _ => Err(ApiError::method_not_allowed()),
             }
         }
-        Route::Scale { namespace, name } => scale::handle(shared, &key(Kind::Deployment, namespace, name), &call),
+        Route::Scale { endpoint, namespace, name } => {
+            scale::handle(shared, endpoint, &key(endpoint.kind, namespace, name), &call)
+        }
     }
 }
 

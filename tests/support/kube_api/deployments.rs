@@ -1,10 +1,11 @@
-//! What the API server and the Deployment controller do to a Deployment beyond storing it: its
-//! `scale` subresource and a status that follows `spec.replicas` at once, so the code under test
-//! sees its writes take effect without a ReplicaSet controller behind the fake.
+//! What the API server and the controllers do to a scalable object (a Deployment, a StatefulSet, a
+//! WorkerPool) beyond storing it: its `scale` subresource and a status that follows `spec.replicas`
+//! at once, so the code under test sees its writes take effect without a controller behind the
+//! fake.
 
 use serde_json::{Map, Value, json};
 
-use super::resources::{Kind, stored_endpoint};
+use super::resources::{Endpoint, Kind, stored_endpoint};
 use super::status::ApiError;
 
 /// `spec.replicas`, defaulting to 1 as the API server does.
@@ -13,12 +14,12 @@ pub(super) fn desired_replicas(deployment: &Value) -> u64 {
 }
 
 /// Rejects a negative or non-integer `spec.replicas`, as validation does.
-pub(super) fn validate(deployment: &Value) -> Result<(), ApiError> {
+pub(super) fn validate(kind: Kind, deployment: &Value) -> Result<(), ApiError> {
     match deployment.pointer("/spec/replicas") {
         None => Ok(()),
         Some(replicas) if replicas.as_u64().is_some_and(|n| n <= i32::MAX as u64) => Ok(()),
         Some(replicas) => Err(ApiError::invalid(
-            stored_endpoint(Kind::Deployment),
+            stored_endpoint(kind),
             deployment.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
             format!("spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
         )),
@@ -26,9 +27,14 @@ pub(super) fn validate(deployment: &Value) -> Result<(), ApiError> {
 }
 
 /// Sets the status a settled rollout reports: every desired replica updated, ready and available.
-/// Zero counts are left out, as the API server omits them.
-pub(super) fn settle_status(deployment: &mut Value) {
+/// Zero counts are left out, as the API server omits them. A WorkerPool's controller keeps the rest
+/// of its status (its `selector`) and only counts; a StatefulSet's has no conditions.
+pub(super) fn settle_status(kind: Kind, deployment: &mut Value) {
     let replicas = desired_replicas(deployment);
+    if kind == Kind::WorkerPool {
+        deployment["status"]["replicas"] = json!(replicas);
+        return;
+    }
     let generation = deployment.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
     let mut status = Map::new();
     status.insert("observedGeneration".into(), generation);
@@ -36,6 +42,13 @@ pub(super) fn settle_status(deployment: &mut Value) {
         for field in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
             status.insert(field.into(), json!(replicas));
         }
+    }
+    if kind == Kind::StatefulSet {
+        status.insert("currentReplicas".into(), json!(replicas));
+        if let Value::Object(fields) = deployment {
+            fields.insert("status".into(), Value::Object(status));
+        }
+        return;
     }
     status.insert(
         "conditions".into(),
@@ -59,8 +72,8 @@ pub(super) fn settle_status(deployment: &mut Value) {
     }
 }
 
-/// The `autoscaling/v1` Scale a Deployment shows through its `scale` subresource.
-pub(super) fn scale_of(deployment: &Value) -> Value {
+/// The `autoscaling/v1` Scale an object shows through its `scale` subresource.
+pub(super) fn scale_of(kind: Kind, deployment: &Value) -> Value {
     let metadata = |field: &str| deployment.pointer(&format!("/metadata/{field}")).cloned().unwrap_or(Value::Null);
     json!({
         "kind": "Scale",
@@ -75,25 +88,29 @@ pub(super) fn scale_of(deployment: &Value) -> Value {
         "spec": { "replicas": desired_replicas(deployment) },
         "status": {
             "replicas": deployment.pointer("/status/replicas").and_then(Value::as_u64).unwrap_or(0),
-            "selector": selector_text(deployment),
+            "selector": selector_text(kind, deployment),
         },
     })
 }
 
 /// The replica count a Scale asks for, validated as the API server validates it.
-pub(super) fn requested_replicas(scale: &Value, name: &str) -> Result<u64, ApiError> {
+pub(super) fn requested_replicas(endpoint: &Endpoint, scale: &Value, name: &str) -> Result<u64, ApiError> {
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     replicas.as_u64().filter(|n| *n <= i32::MAX as u64).ok_or_else(|| {
         ApiError::invalid(
-            stored_endpoint(Kind::Deployment),
+            endpoint,
             name,
             format!("spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
         )
     })
 }
 
-/// `spec.selector.matchLabels` written as a label selector, as `Scale.status.selector` carries it.
-fn selector_text(deployment: &Value) -> String {
+/// `spec.selector.matchLabels` written as a label selector, as `Scale.status.selector` carries it;
+/// a WorkerPool's own `status.selector`, as its CRD's `labelSelectorPath` would point.
+fn selector_text(kind: Kind, deployment: &Value) -> String {
+    if kind == Kind::WorkerPool {
+        return deployment.pointer("/status/selector").and_then(Value::as_str).unwrap_or_default().to_owned();
+    }
     let Some(Value::Object(labels)) = deployment.pointer("/spec/selector/matchLabels") else {
         return String::new();
     };

@@ -75,9 +75,9 @@ fn resources(group: &str, version: &str) -> Value {
     let mut listed: Vec<Value> = Vec::new();
     for endpoint in resources::group_version(group, version) {
         listed.push(resource(endpoint));
-        if endpoint.plural == "deployments" {
+        if endpoint.kind.has_scale() {
             listed.push(json!({
-                "name": "deployments/scale",
+                "name": format!("{}/scale", endpoint.plural),
                 "singularName": "",
                 "namespaced": true,
                 "group": "autoscaling",

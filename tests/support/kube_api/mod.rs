@@ -1,7 +1,8 @@
 //! A stateful fake of the few Kubernetes API endpoints queue-scaler uses, for integration tests.
 //!
 //! No kube-apiserver can run here, yet the agent (through kube-rs) and real `kubectl` must both be
-//! tested against one. The fake serves discovery, Deployments with their `scale` subresource, Pods,
+//! tested against one. The fake serves discovery, Deployments, StatefulSets and a custom resource
+//! (WorkerPool) with their `scale` subresources, Pods,
 //! Events (core and `events.k8s.io`, one store) and Leases over plain HTTP on 127.0.0.1, with
 //! resourceVersions, optimistic concurrency, watches and kubectl's Tables, as a real API server
 //! does. Tests seed it, inspect what clients wrote, and inject faults through [`FakeKube`].
@@ -102,6 +103,18 @@ impl FakeKube {
         self.put(Kind::Deployment, objects::deployment(namespace, name, replicas, labels))
     }
 
+    /// Stores a realistic `apps/v1` StatefulSet selecting pods by `labels`, and returns it as
+    /// stored.
+    pub fn create_stateful_set(&self, namespace: &str, name: &str, replicas: u32, labels: &[(&str, &str)]) -> Value {
+        self.put(Kind::StatefulSet, objects::stateful_set(namespace, name, replicas, labels))
+    }
+
+    /// Stores a WorkerPool (a custom resource with a scale subresource) whose pods are those of the
+    /// label selector `selector`, and returns it as stored.
+    pub fn create_worker_pool(&self, namespace: &str, name: &str, replicas: u32, selector: &str) -> Value {
+        self.put(Kind::WorkerPool, objects::worker_pool(namespace, name, replicas, selector))
+    }
+
     /// Stores a running, ready Pod with `labels` and `status.podIP`, and returns it as stored.
     pub fn create_pod(&self, namespace: &str, name: &str, labels: &[(&str, &str)], pod_ip: &str) -> Value {
         self.put(Kind::Pod, objects::pod(namespace, name, labels, pod_ip))
@@ -161,6 +174,26 @@ impl FakeKube {
         self.deployment(namespace, name)
             .map(|deployment| deployments::desired_replicas(&deployment))
             .and_then(|replicas| u32::try_from(replicas).ok())
+    }
+
+    /// The `spec.replicas` of any kind with a scale subresource.
+    pub fn replicas_of(&self, kind: Kind, namespace: &str, name: &str) -> Option<u32> {
+        self.object(kind, namespace, name)
+            .map(|object| deployments::desired_replicas(&object))
+            .and_then(|replicas| u32::try_from(replicas).ok())
+    }
+
+    /// Waits until the `spec.replicas` of an object of any kind with a scale subresource is `replicas`.
+    pub async fn wait_until_replicas_of(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let what = format!("{kind:?} {namespace}/{name} to have {replicas} replicas");
+        self.wait_until(&what, timeout, |kube| kube.replicas_of(kind, namespace, name) == Some(replicas)).await
     }
 
     /// The events of a namespace in core `v1` form, however they were written.

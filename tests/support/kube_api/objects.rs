@@ -82,3 +82,44 @@ pub(super) fn pod(namespace: &str, name: &str, labels: &[(&str, &str)], pod_ip: 
         },
     })
 }
+
+/// An `apps/v1` StatefulSet selecting its pods by `labels`, with the defaults the API server fills
+/// in.
+pub(super) fn stateful_set(namespace: &str, name: &str, replicas: u32, labels: &[(&str, &str)]) -> Value {
+    let labels = label_map(labels);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": { "name": name, "namespace": namespace, "labels": labels },
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": { "matchLabels": labels },
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "containers": [{ "name": name, "image": format!("registry.example/{name}:1.0") }],
+                    "restartPolicy": "Always",
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } },
+            "revisionHistoryLimit": 10,
+            "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
+        },
+    })
+}
+
+/// A `workers.example.com/v1` WorkerPool, a custom resource whose controller reports the pods it runs
+/// as the label selector `status.selector` (what its scale subresource shows), and keeps its pod
+/// labels out of `spec`.
+pub(super) fn worker_pool(namespace: &str, name: &str, replicas: u32, selector: &str) -> Value {
+    json!({
+        "apiVersion": "workers.example.com/v1",
+        "kind": "WorkerPool",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "replicas": replicas, "image": format!("registry.example/{name}:1.0") },
+        "status": { "replicas": replicas, "selector": selector },
+    })
+}

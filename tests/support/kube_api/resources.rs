@@ -13,6 +13,12 @@ use super::plain::{self, PlainKind};
 pub enum Kind {
     /// `apps/v1` Deployment, with its `scale` subresource.
     Deployment,
+    /// `apps/v1` StatefulSet, with its `scale` subresource.
+    StatefulSet,
+    /// `workers.example.com/v1` WorkerPool: a custom resource (as if its CRD were installed) with a
+    /// `scale` subresource whose selector is its `status.selector`, as a CRD's `labelSelectorPath`
+    /// usually points.
+    WorkerPool,
     /// Core `v1` Pod.
     Pod,
     /// An Event, stored once in core `v1` form and also served through `events.k8s.io/v1`.
@@ -101,6 +107,32 @@ static DEPLOYMENTS: Endpoint = Endpoint {
     shape: Shape::AsStored,
 };
 
+/// apps/v1 statefulsets.
+static STATEFUL_SETS: Endpoint = Endpoint {
+    group: "apps",
+    version: "v1",
+    plural: "statefulsets",
+    singular: "statefulset",
+    kind_name: "StatefulSet",
+    short_names: &["sts"],
+    categories: &["all"],
+    kind: Kind::StatefulSet,
+    shape: Shape::AsStored,
+};
+
+/// workers.example.com/v1 workerpools: a custom resource.
+static WORKER_POOLS: Endpoint = Endpoint {
+    group: "workers.example.com",
+    version: "v1",
+    plural: "workerpools",
+    singular: "workerpool",
+    kind_name: "WorkerPool",
+    short_names: &["wp"],
+    categories: &[],
+    kind: Kind::WorkerPool,
+    shape: Shape::AsStored,
+};
+
 /// coordination.k8s.io/v1 leases.
 static LEASES: Endpoint = Endpoint {
     group: "coordination.k8s.io",
@@ -128,10 +160,11 @@ static EVENTS_V1: Endpoint = Endpoint {
 };
 
 /// Everything the fake serves.
-pub(super) static ENDPOINTS: [&Endpoint; 5] = [&PODS, &CORE_EVENTS, &DEPLOYMENTS, &LEASES, &EVENTS_V1];
+pub(super) static ENDPOINTS: [&Endpoint; 7] =
+    [&PODS, &CORE_EVENTS, &DEPLOYMENTS, &STATEFUL_SETS, &LEASES, &EVENTS_V1, &WORKER_POOLS];
 
 /// The named groups (all but core), in the order discovery lists them.
-const GROUPS: &[&str] = &["apps", "coordination.k8s.io", "events.k8s.io"];
+const GROUPS: &[&str] = &["apps", "coordination.k8s.io", "events.k8s.io", "workers.example.com"];
 
 /// Every endpoint served: the fake's own and those of the plain kinds.
 fn served() -> impl Iterator<Item = &'static Endpoint> {
@@ -157,10 +190,19 @@ pub(super) fn endpoint(group: &str, version: &str, plural: &str) -> Option<&'sta
 pub(super) fn stored_endpoint(kind: Kind) -> &'static Endpoint {
     match kind {
         Kind::Deployment => &DEPLOYMENTS,
+        Kind::StatefulSet => &STATEFUL_SETS,
+        Kind::WorkerPool => &WORKER_POOLS,
         Kind::Pod => &PODS,
         Kind::Event => &CORE_EVENTS,
         Kind::Lease => &LEASES,
         Kind::Plain(kind) => kind.endpoint(),
+    }
+}
+
+impl Kind {
+    /// Whether the kind has a `scale` subresource.
+    pub fn has_scale(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::StatefulSet | Kind::WorkerPool)
     }
 }
 

@@ -12,8 +12,8 @@ pub(super) enum Route {
     Collection { endpoint: &'static Endpoint, namespace: Option<String> },
     /// One object.
     Object { endpoint: &'static Endpoint, namespace: String, name: String },
-    /// A Deployment's `scale` subresource.
-    Scale { namespace: String, name: String },
+    /// The `scale` subresource of a kind that has one.
+    Scale { endpoint: &'static Endpoint, namespace: String, name: String },
 }
 
 /// Reads a request path; `None` when the fake serves nothing there.
@@ -48,8 +48,9 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
         ["namespaces", namespace, plural, name] => {
             Some(Route::Object { endpoint: find(plural)?, namespace: namespace.to_string(), name: name.to_string() })
         }
-        ["namespaces", namespace, "deployments", name, "scale"] if group == "apps" && version == "v1" => {
-            Some(Route::Scale { namespace: namespace.to_string(), name: name.to_string() })
+        ["namespaces", namespace, plural, name, "scale"] => {
+            let endpoint = find(plural).filter(|e| e.kind.has_scale())?;
+            Some(Route::Scale { endpoint, namespace: namespace.to_string(), name: name.to_string() })
         }
         _ => None,
     }

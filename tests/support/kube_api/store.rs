@@ -121,7 +121,7 @@ impl Store {
         metadata["namespace"] = json!(key.namespace);
         metadata["uid"] = json!(uid);
         metadata["creationTimestamp"] = json!(time::now());
-        if key.kind == Kind::Deployment {
+        if key.kind.has_scale() {
             metadata["generation"] = json!(1);
         }
         self.commit(key, ChangeType::Added, object, owners, None)
@@ -140,7 +140,7 @@ impl Store {
                 };
             }
         }
-        if key.kind == Kind::Deployment && object.get("spec") != previous.get("spec") {
+        if key.kind.has_scale() && object.get("spec") != previous.get("spec") {
             let generation = previous.pointer("/metadata/generation").and_then(Value::as_u64).unwrap_or(0);
             object["metadata"]["generation"] = json!(generation + 1);
         }
@@ -191,8 +191,8 @@ impl Store {
         let endpoint = stored_endpoint(key.kind);
         object["apiVersion"] = json!(endpoint.api_version());
         object["kind"] = json!(endpoint.kind_name);
-        if key.kind == Kind::Deployment && self.deployment_controller {
-            deployments::settle_status(&mut object);
+        if key.kind.has_scale() && self.deployment_controller {
+            deployments::settle_status(key.kind, &mut object);
         }
         self.revision += 1;
         object["metadata"]["resourceVersion"] = json!(self.revision.to_string());

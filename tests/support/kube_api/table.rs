@@ -70,8 +70,9 @@ fn columns(kind: Kind) -> &'static [(&'static str, &'static str, u8)] {
             ("IP", "string", 1),
             ("Node", "string", 1),
         ],
+        Kind::StatefulSet => &[("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0)],
         Kind::Lease => &[("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
-        Kind::Plain(_) => &[("Name", "string", 0), ("Age", "string", 0)],
+        Kind::WorkerPool | Kind::Plain(_) => &[("Name", "string", 0), ("Age", "string", 0)],
         Kind::Event => &[
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
@@ -141,8 +142,12 @@ fn cells(kind: Kind, object: &Value) -> Vec<Value> {
                 json!(or_none(text("/spec/nodeName"))),
             ]
         }
+        Kind::StatefulSet => {
+            let desired = object.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+            vec![json!(name), json!(format!("{}/{desired}", count("/status/readyReplicas"))), json!(age)]
+        }
         Kind::Lease => vec![json!(name), json!(text("/spec/holderIdentity")), json!(age)],
-        Kind::Plain(_) => vec![json!(name), json!(age)],
+        Kind::WorkerPool | Kind::Plain(_) => vec![json!(name), json!(age)],
         Kind::Event => {
             let first_seen = [text("/firstTimestamp"), text("/eventTime")].into_iter().find(|t| !t.is_empty());
             let last_seen = [text("/series/lastObservedTime"), text("/lastTimestamp"), text("/eventTime")]

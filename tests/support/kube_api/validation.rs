@@ -64,7 +64,7 @@ pub(super) fn check_resource_version(
 /// Writes to a Deployment itself do not set its status, which belongs to the controller: a new one
 /// starts with none, an updated one keeps the current one (`current` is `None` for a create).
 pub(super) fn keep_status(key: &ObjectKey, current: Option<&Value>, written: &mut Value) {
-    if key.kind == Kind::Deployment {
+    if key.kind.has_scale() {
         written["status"] = current.and_then(|c| c.get("status")).cloned().unwrap_or_else(|| json!({}));
     }
 }
@@ -72,7 +72,7 @@ pub(super) fn keep_status(key: &ObjectKey, current: Option<&Value>, written: &mu
 /// The validation rules of the kinds served that code under test could break.
 pub(super) fn validate(key: &ObjectKey, stored: &Value) -> Result<(), ApiError> {
     match key.kind {
-        Kind::Deployment => deployments::validate(stored),
+        Kind::Deployment | Kind::StatefulSet | Kind::WorkerPool => deployments::validate(key.kind, stored),
         Kind::Pod | Kind::Event | Kind::Lease | Kind::Plain(_) => Ok(()),
     }
 }
