@@ -465,7 +465,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
     let mut output = String::new();
     for name in recorded.iter().map(|n| Some(n.as_str())).chain(recorded.is_empty().then_some(None)) {
         // The config's target for a recorded workload is the one of that name, else --deployment or the first.
-        let by_name = name.and_then(|n| config.targets.iter().find(|t| t.deployment == n && args.deployment.is_none()));
+        let by_name = name.and_then(|n| config.targets.iter().find(|t| t.name() == n && args.deployment.is_none()));
         let target = match by_name {
             Some(target) => target,
             None => pick_target(&config, args.deployment.as_deref())?,
@@ -480,7 +480,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<String> {
             };
             continue;
         };
-        let name = name.unwrap_or(&target.deployment);
+        let name = name.unwrap_or(target.name());
         let report = replay::report::compare(name, target, &ticks, &decisions).with_context(|| file.clone())?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let (md, svg) = (dir.join(format!("{name}.md")), dir.join(format!("{name}.svg")));

@@ -121,7 +121,7 @@ impl Settings {
 
     /// The lines of a config diff from `from` to these settings, for target `deployment`.
     pub fn diff(&self, from: &Settings, target: &TargetConfig) -> String {
-        let mut diff = format!("  target {}:\n", target.deployment);
+        let mut diff = format!("  target {}:\n", target.name());
         if self.backlog_per_worker != from.backlog_per_worker {
             for (index, _) in target.sources.iter().enumerate() {
                 diff.push_str(&format!(

@@ -232,7 +232,7 @@ async fn a_target_another_autoscaler_scales_is_left_alone_and_told_once() {
     let warnings = target.state.lock().expect("script").warnings.clone();
     assert_eq!(warnings.len(), 1, "told once: {warnings:?}");
     assert_eq!(warnings[0].0, "OtherAutoscaler");
-    assert!(warnings[0].1.starts_with("HorizontalPodAutoscaler/worker already scales this Deployment"), "{warnings:?}");
+    assert!(warnings[0].1.starts_with("HorizontalPodAutoscaler/worker already scales this workload"), "{warnings:?}");
     // The HPA is deleted: the agent takes over.
     target.set(|s| s.other_controller = None);
     assert_eq!(run_for(&mut agent, &clock, 10).await.last(), Some(&4));

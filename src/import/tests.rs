@@ -45,7 +45,7 @@ fn kafka_with_sasl_from_a_trigger_authentication() {
     assert_eq!(config.namespace.as_deref(), Some("shop"));
     assert_eq!(config.poll_interval, Duration::from_secs(10));
     let target = only_target(&config);
-    assert_eq!((target.deployment.as_str(), target.min_replicas, target.max_replicas), ("orders-consumer", 0, 24));
+    assert_eq!((target.name(), target.min_replicas, target.max_replicas), ("orders-consumer", 0, 24));
     assert_eq!(target.cooldown_period, Some(Duration::from_secs(120)));
     assert_eq!(target.activation, 5.0);
     assert_eq!(target.fallback.map(|f| (f.failure_threshold, f.replicas)), Some((4, 6)));
