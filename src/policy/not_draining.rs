@@ -8,8 +8,8 @@
 //! offset does not move); this handles them all from what every source that reports its arrival rate also gives:
 //! completions (arrivals minus the backlog's growth).
 //!
-//! Over `notDraining.window` (default 5 minutes): if the backlog has not shrunk, replicas were added, and completions
-//! did not rise by a tenth, the target stops scaling up beyond its current count (rule `NotDraining`, a Warning
+//! Over `notDraining.window` (default 5 minutes): if the backlog has not shrunk, held more jobs than replicas
+//! throughout (so every replica had work), replicas were added, and completions did not rise by a tenth, the target stops scaling up beyond its current count (rule `NotDraining`, a Warning
 //! Event, `queue_scaler_not_draining`), and decides normally again as soon as the backlog moves or completions rise.
 //! Scale-down is untouched, and sources that cannot tell completions (no arrival rate) are never judged.
 
@@ -104,10 +104,12 @@ impl DrainWatch {
         // Not shrunk at any moment of the window, not only between its ends: a backlog that ebbs and flows is
         // being drained, however it ends up.
         let never_shrank = self.samples.iter().all(|s| s.backlog >= baseline.backlog);
-        // A window that began with nothing to drain, or nobody draining it (a wake from zero), proves nothing.
+        // A window that began with nothing to drain, or nobody draining it (a wake from zero), proves nothing; nor
+        // does one with fewer jobs than replicas (steady traffic kept up with: workers idle, completions flat because
+        // arrivals are, and a replica added on a fluctuation has nothing to do).
         let stuck = never_shrank
-            && baseline.backlog > 0.0
             && baseline.replicas > 0
+            && baseline.backlog > f64::from(baseline.replicas)
             && replicas > baseline.replicas
             && completions <= baseline.completions * (1.0 + RISE) + 1e-9;
         stuck.then(|| {
@@ -174,6 +176,14 @@ mod tests {
             let said =
                 watch.observe(at(tick * 5), Some((1000.0 + tick as f64 * 5.0, f64::from(replicas))), replicas, &config);
             assert_eq!(said, None, "tick {tick}");
+        }
+        // Steady traffic kept up with: the backlog is the jobs in flight and a few waiting, fewer than the replicas,
+        // so workers sit idle. A replica added on a fluctuation changes nothing, and that proves nothing.
+        let mut steady = DrainWatch::default();
+        for tick in 0..=80 {
+            let backlog = if tick % 7 == 0 { 4.0 } else { 5.0 + (tick % 3) as f64 };
+            let replicas = if tick < 30 { 10 } else { 11 };
+            assert_eq!(steady.observe(at(tick * 5), Some((backlog, 1.0)), replicas, &config), None, "tick {tick}");
         }
         let mut blind = DrainWatch::default();
         for tick in 0..=80 {
