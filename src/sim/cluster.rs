@@ -2,8 +2,8 @@
 //!
 //! The simulated queue answers like RabbitMQ's management API or SQS with in-flight counting: the backlog is the
 //! waiting jobs plus the ones being worked on, and it reports the arrival rate since the previous read (what a
-//! broker's publish rate gives) and the age of its oldest waiting job (what `head_message_timestamp` or
-//! `ApproximateAgeOfOldestMessage` give). The simulated Deployment is the world's replica count; with
+//! broker's publish rate gives) and the age of its oldest waiting job (what `head_message_timestamp` or Pub/Sub's
+//! `oldest_unacked_message_age` give). The simulated Deployment is the world's replica count; with
 //! `scaleDown.quiet` it quiets pods before a scale-down exactly as the real target does, through the same
 //! [`ScaleTarget`] contract ([`Written::Pending`] while quiet pods finish, [`ScaleTarget::keep`] to call it off), so
 //! the agent's own loop runs the protocol. Time is the agent's [`Clock`], so under a paused tokio runtime both move

@@ -22,8 +22,8 @@ pub struct WorldSettings {
     pub initial_replicas: u32,
     /// Seconds between timeline samples. Default 5.
     pub sample_every_s: f64,
-    /// The queue reports how long its oldest waiting job has waited, as RabbitMQ's `head_message_timestamp` or SQS's
-    /// `ApproximateAgeOfOldestMessage` do; off for a broker that cannot. Default true.
+    /// The queue reports how long its oldest waiting job has waited, as RabbitMQ's `head_message_timestamp` or
+    /// Pub/Sub's `oldest_unacked_message_age` do; off for a broker that cannot. Default true.
     pub reports_oldest_age: bool,
     /// Times when the consumers are stuck (a downstream service is down, a poison message): every job in flight
     /// makes no progress, however many pods run. Default none.
