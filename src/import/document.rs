@@ -147,6 +147,42 @@ impl<'a> Map<'a> {
 }
 
 /// A scalar as text.
+/// What a ScaledObject and an HPA share: their name and namespace, their `spec` (for the caller to read on), and
+/// the workload their `scaleTargetRef` names.
+pub(super) struct Object<'a> {
+    pub(super) name: String,
+    pub(super) namespace: Option<String>,
+    pub(super) spec: Map<'a>,
+    pub(super) deployment: String,
+}
+
+impl<'a> Object<'a> {
+    /// Reads the object's head; anything unread outside `spec` becomes a note.
+    pub(super) fn of(doc: &'a Doc, notes: &mut Notes) -> Object<'a> {
+        let mut root = Map::of(doc, "", Some(&doc.value));
+        root.take("apiVersion");
+        root.take("kind");
+        root.take("status");
+        let mut metadata = root.map("metadata");
+        let name = metadata.text("name").unwrap_or_default();
+        let namespace = metadata.text("namespace");
+        let mut spec = root.map("spec");
+        root.rest(notes);
+        let mut target_ref = spec.map("scaleTargetRef");
+        let deployment = target_ref.text("name").unwrap_or_default();
+        target_ref.take("apiVersion");
+        if let Some(kind) = target_ref.text("kind").filter(|k| k != "Deployment") {
+            notes.skip(
+                doc,
+                "spec.scaleTargetRef.kind",
+                &format!("{kind}: queue-scaler scales Deployments; check the name"),
+            );
+        }
+        target_ref.rest(notes);
+        Object { name, namespace, spec, deployment }
+    }
+}
+
 pub(super) fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),

@@ -1,7 +1,7 @@
 //! An autoscaling/v2 `HorizontalPodAutoscaler` as a target: bounds, behavior, and each External or Object metric
 //! as a `prometheus` source whose query names the metric (to check: an adapter served it to the HPA).
 
-use super::document::{Doc, Map, Notes, number, quote};
+use super::document::{Doc, Map, Notes, Object, number, quote};
 use super::{HPA_SYNC_PERIOD_S, Target};
 use crate::policy::behavior::Behavior;
 
@@ -10,26 +10,7 @@ const HPA_MIN_REPLICAS: f64 = 1.0;
 
 pub(super) fn import(doc: &Doc, warnings: &mut Vec<String>) -> Target {
     let mut notes = Notes::default();
-    let mut root = Map::of(doc, "", Some(&doc.value));
-    root.take("apiVersion");
-    root.take("kind");
-    root.take("status");
-    let mut metadata = root.map("metadata");
-    let name = metadata.text("name").unwrap_or_default();
-    let namespace = metadata.text("namespace");
-    let mut spec = root.map("spec");
-    root.rest(&mut notes);
-    let mut target_ref = spec.map("scaleTargetRef");
-    let deployment = target_ref.text("name").unwrap_or_default();
-    target_ref.take("apiVersion");
-    if let Some(kind) = target_ref.text("kind").filter(|k| k != "Deployment") {
-        notes.skip(
-            doc,
-            "spec.scaleTargetRef.kind",
-            &format!("{kind}: queue-scaler scales Deployments; check the name"),
-        );
-    }
-    target_ref.rest(&mut notes);
+    let Object { name, namespace, mut spec, deployment } = Object::of(doc, &mut notes);
     let min = spec.number("minReplicas", &mut notes).unwrap_or(HPA_MIN_REPLICAS);
     let max = spec.number("maxReplicas", &mut notes).unwrap_or(HPA_MIN_REPLICAS);
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::document::{Doc, Map, Notes, number, quote};
+use super::document::{Doc, Map, Notes, Object, number, quote};
 use super::{Auths, KEDA_POLLING_INTERVAL_S, Secret, Target};
 use crate::policy::behavior::Behavior;
 
@@ -86,27 +86,7 @@ impl Trigger<'_> {
 
 pub(super) fn import(doc: &Doc, auths: &Auths, warnings: &mut Vec<String>) -> Target {
     let mut notes = Notes::default();
-    let mut root = Map::of(doc, "", Some(&doc.value));
-    root.take("apiVersion");
-    root.take("kind");
-    root.take("status");
-    let mut metadata = root.map("metadata");
-    let name = metadata.text("name").unwrap_or_default();
-    let namespace = metadata.text("namespace");
-    let mut spec = root.map("spec");
-    root.rest(&mut notes);
-
-    let mut target_ref = spec.map("scaleTargetRef");
-    let deployment = target_ref.text("name").unwrap_or_default();
-    target_ref.take("apiVersion");
-    if let Some(kind) = target_ref.text("kind").filter(|k| k != "Deployment") {
-        notes.skip(
-            doc,
-            "spec.scaleTargetRef.kind",
-            &format!("{kind}: queue-scaler scales Deployments; check the name"),
-        );
-    }
-    target_ref.rest(&mut notes);
+    let Object { name, namespace, mut spec, deployment } = Object::of(doc, &mut notes);
     let polling = spec.number("pollingInterval", &mut notes);
     let poll_s = polling.map_or(KEDA_POLLING_INTERVAL_S, |n| n.max(1.0) as u64);
     let min = spec.number("minReplicaCount", &mut notes).map_or(KEDA_MIN_REPLICAS, |n| n as u32);
