@@ -194,12 +194,7 @@ pub fn read_recording(text: &str, target: &TargetConfig, only: Option<&str>) -> 
 
 /// The header's columns and every row's fields with its line, each row checked to have as many fields as the header.
 fn split_rows(text: &str) -> Result<(Columns, Vec<Row>), ReplayError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rows = text
-        .lines()
-        .enumerate()
-        .map(|(index, line)| (index + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+    let mut rows = crate::sim::trace::content_lines(text);
     let (header_line, header) = rows.next().ok_or(ReplayError::Empty)?;
     let columns = Columns::parse(header_line, header)?;
     let rows = rows

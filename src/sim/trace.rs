@@ -9,6 +9,7 @@
 mod csv;
 mod rng;
 
+pub(crate) use csv::content_lines;
 pub use csv::{TraceError, read_csv, write_csv};
 
 use rng::Rng;

@@ -30,16 +30,21 @@ pub enum TraceError {
     NoJobs,
 }
 
+/// A CSV file's lines that hold something, trimmed, each with its number from 1: no byte-order mark, no blank
+/// lines, no `#` comments. Traces and replay recordings share this shape.
+pub(crate) fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// Parses a CSV trace. Rows may come in any order; the jobs come back sorted by arrival.
 ///
 /// Arrivals must be finite and ≥ 0, durations finite and > 0 (a zero-length job would measure nothing).
 pub fn read_csv(text: &str) -> Result<Vec<Job>, TraceError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rows = text
-        .lines()
-        .enumerate()
-        .map(|(index, line)| (index + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
+    let mut rows = content_lines(text);
 
     let (header_line, header) = rows.next().ok_or(TraceError::Empty)?;
     if !header.split(',').map(str::trim).eq(HEADER) {
