@@ -2,6 +2,11 @@
 # The agent's image: one binary on distroless, running as uid 65532.
 #
 #   docker build -t queue-scaler:0.1.0 .        (or: podman build, buildah bud, kaniko; BuildKit for the cache mounts)
+#   docker build --build-arg FEATURES=kube,rabbitmq -t queue-scaler:0.1.0-rabbitmq .
+#
+# FEATURES picks what is built in: `agent` (the default) is every source and the cluster client; a smaller image
+# names `kube` and its sources (kafka, rabbitmq, sqs, pubsub, prometheus). A config naming a source the image was
+# built without fails `check` and `run` with the feature to add.
 #
 # Static as far as is realistic: OpenSSL (which librdkafka links) and zlib are linked statically, so the binary
 # needs only glibc and libgcc_s, which distroless/cc provides. A fully static musl build would need a musl-built
@@ -18,12 +23,14 @@ ENV LIBZ_SYS_STATIC=1 \
     OPENSSL_STATIC=1 \
     OPENSSL_INCLUDE_DIR=/usr/include \
     CARGO_TERM_COLOR=never
+ARG FEATURES=agent
 WORKDIR /src
 COPY . .
 # The last line refuses a binary that would look for OpenSSL or zlib at run time: distroless/cc has neither.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     OPENSSL_LIB_DIR="/usr/lib/$(gcc -dumpmachine)" cargo build --release --locked --bin queue-scaler \
+       --no-default-features --features "$FEATURES" \
  && cp target/release/queue-scaler /queue-scaler \
  && ! ldd /queue-scaler | grep -E 'lib(ssl|crypto|z)\.so'
 

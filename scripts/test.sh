@@ -23,6 +23,9 @@ cargo clippy --no-default-features --features drain --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet --no-default-features --features drain
 
+echo "== lean builds"
+bash scripts/lean.sh
+
 echo "== tests"
 # The drain kill tests run the example workers as processes; nextest builds tests, not examples.
 cargo build --examples --locked

@@ -27,7 +27,7 @@ use crate::policy::not_draining::NotDrainingConfig;
 use crate::policy::scale_down_policy::ScaleDownPolicy;
 use crate::policy::schedule::Schedule;
 use crate::redact::Secrets;
-use crate::source::{SourceKind, SourceSpec};
+use crate::source::SourceSpec;
 pub use crate::validation::Problem;
 use crate::validation::{duration, split_nested};
 
@@ -62,6 +62,10 @@ pub struct Config {
     /// `check --strict` refuses them and `run` logs them at start.
     #[serde(skip)]
     pub warnings: Vec<LocatedProblem>,
+    /// Sources whose reader this build lacks (built without their Cargo feature), located in the file: `check` and
+    /// `run` refuse them; `simulate`, `replay` and `tune`, which stand in for every queue, accept them.
+    #[serde(skip)]
+    pub not_built_in: Vec<LocatedProblem>,
 }
 
 /// `metrics:` — where `/metrics`, `/healthz` and `/readyz` are served.
@@ -362,7 +366,24 @@ impl Config {
             return Err(invalid(problems));
         }
         config.warnings = locate(config.warning_problems());
+        config.not_built_in = locate(config.not_built_in_problems());
         Ok(config)
+    }
+
+    /// Every source whose reader this build lacks, at its `type:`.
+    pub fn not_built_in_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            for (j, source) in target.sources.iter().enumerate() {
+                if let Some(feature) = source.kind.missing_feature() {
+                    problems.push(Problem::new(
+                        format!("targets[{i}].sources[{j}].type"),
+                        crate::source::not_built_in(feature),
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// Valid settings that break a promise in some situations, with a path and what to do.
@@ -585,12 +606,7 @@ impl TargetConfig {
         if let Some(latency) = &self.latency_target {
             problems.extend(latency.problems().into_iter().map(|p| p.under("latencyTarget")));
             for (i, source) in self.sources.iter().enumerate() {
-                let uncounted = match &source.kind {
-                    SourceKind::RabbitMq(c) if c.exclude_unacknowledged => Some("excludeUnacknowledged"),
-                    SourceKind::Sqs(c) if !c.include_in_flight => Some("includeInFlight"),
-                    _ => None,
-                };
-                if let Some(field) = uncounted {
+                if let Some(field) = source.kind.leaves_out_in_flight() {
                     problems.push(Problem::new(
                         format!("sources[{i}].{field}"),
                         format!(

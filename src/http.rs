@@ -57,7 +57,7 @@ pub(crate) struct Request<'a> {
 }
 
 /// Maps a GET request's path to its response; `None` is a 404.
-#[cfg(feature = "agent")]
+#[cfg(feature = "kube")]
 pub(crate) type Route = Arc<dyn Fn(&str) -> Option<Response> + Send + Sync>;
 
 /// Maps any request to its response; `None` is a 404.
@@ -70,7 +70,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `route(path)` for every GET (and HEAD) on `listener` until the task is dropped; other methods get a 405.
-#[cfg(feature = "agent")]
+#[cfg(feature = "kube")]
 pub(crate) async fn serve(listener: TcpListener, route: Route) {
     serve_requests(
         listener,
@@ -166,7 +166,7 @@ mod tests {
         out
     }
 
-    #[cfg(feature = "agent")]
+    #[cfg(feature = "kube")]
     #[tokio::test]
     async fn routes_get_and_refuses_the_rest() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -24,37 +24,42 @@
 //! * [`validation`] — the leaf the config, the policy and the sources share to say what is wrong: a problem at a
 //!   path, durations as written.
 //! * [`metrics`] — every metric name in one place.
+//!
+//! Cargo features choose what is built: `sim` is the decision, the simulator, `replay`, `tune`, `import` and
+//! `check` with no client library at all; `kube` adds the cluster client (`run`, `scale`, `status`); `kafka`,
+//! `rabbitmq`, `sqs`, `pubsub` and `prometheus` add one source each with its client; `agent`, the default, is all
+//! of them. `drain` alone is the worker-side library.
 
 // The crate documentation links the agent's modules, which a drain-only build does not have.
-#![cfg_attr(not(feature = "agent"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(not(feature = "sim"), allow(rustdoc::broken_intra_doc_links))]
 
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod agent;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod config;
 #[cfg(feature = "drain")]
 pub mod drain;
 #[cfg(feature = "drain")]
 mod http;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod import;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod metrics;
-#[cfg(feature = "agent")]
+#[cfg(any(feature = "kube", feature = "rabbitmq", feature = "prometheus"))]
 mod outbound;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod policy;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod redact;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod replay;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod source;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod target;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod tune;
-#[cfg(feature = "agent")]
+#[cfg(feature = "sim")]
 pub mod validation;

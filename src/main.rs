@@ -7,15 +7,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[cfg(feature = "kube")]
 use queue_scaler::agent::cluster::{self, RunOptions, StartError};
-use queue_scaler::config::{Config, ConfigError, ScaleTargetRef, TargetConfig};
+#[cfg(feature = "kube")]
+use queue_scaler::config::ScaleTargetRef;
+use queue_scaler::config::{Config, ConfigError, TargetConfig};
 use queue_scaler::redact;
 use queue_scaler::replay;
 use queue_scaler::sim::baseline::Baseline;
 use queue_scaler::sim::compare::{Setup, compare};
 use queue_scaler::sim::progress::ProgressBar;
 use queue_scaler::sim::{self, run::SimulationError};
+#[cfg(feature = "kube")]
 use queue_scaler::target::by_hand;
+#[cfg(feature = "kube")]
 use tokio::sync::watch;
 
 /// Scale queue workers on Kubernetes by their backlog.
@@ -45,6 +50,7 @@ enum Command {
     ///
     /// Uses the in-cluster ServiceAccount, else KUBECONFIG or ~/.kube/config. Logs go to stderr (RUST_LOG sets the
     /// level, default info). SIGTERM or SIGINT stops it after the current poll; a second signal stops it at once.
+    #[cfg(feature = "kube")]
     Run {
         /// The config file (YAML).
         #[arg(short, long, value_name = "FILE", env = "QUEUE_SCALER_CONFIG")]
@@ -86,6 +92,7 @@ enum Command {
     /// With --hold the workload gets the annotation queue-scaler.io/hold-until; the agent leaves it alone until
     /// then. --release removes the hold. A Deployment by default; --kind and --api-version name any other workload
     /// with a scale subresource, as a target's scaleTargetRef does.
+    #[cfg(feature = "kube")]
     Scale {
         /// The workload's name.
         deployment: String,
@@ -144,6 +151,7 @@ enum Command {
     /// Asks the agent's `/status` on its metrics listener, as `kubectl get hpa` does for the HPA: --agent URL, else
     /// `metrics.listen` of -c FILE (an address of all interfaces is asked on 127.0.0.1), else
     /// http://127.0.0.1:9095. In a cluster, `kubectl port-forward` to the agent's pod first.
+    #[cfg(feature = "kube")]
     Status {
         /// The agent's metrics address, e.g. http://127.0.0.1:9095.
         #[arg(long, value_name = "URL")]
@@ -260,6 +268,7 @@ fn parse_stall(text: &str) -> Result<sim::Stall, String> {
     Ok(sim::Stall { from_s, until_s: from_s + length.as_secs_f64() })
 }
 
+#[cfg(feature = "kube")]
 /// A size such as `100MB`, `2GB`, `500KB` or a number of bytes.
 fn parse_size(text: &str) -> Result<u64, String> {
     let upper = text.trim().to_ascii_uppercase();
@@ -278,9 +287,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
     bytes.ok_or_else(|| format!("`{text}` is not a size of at least 4KB; write e.g. 100MB"))
 }
 
+#[cfg(feature = "kube")]
 /// The longest `--hold`: a hold is for a while; a Deployment to leave alone for good belongs out of the config.
 const LONGEST_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
 
+#[cfg(feature = "kube")]
 fn parse_hold(text: &str) -> Result<Duration, String> {
     let hold = parse_duration(text)?;
     if hold > LONGEST_HOLD {
@@ -301,16 +312,20 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The simulator runs the agent's loop thousands of times; its per-decision logs would drown the report.
-    let quiet = matches!(
-        cli.command,
-        Command::Simulate(_) | Command::Replay(_) | Command::Status { .. } | Command::Import { .. }
-    );
+    let quiet = match cli.command {
+        Command::Simulate(_) | Command::Replay(_) | Command::Import { .. } => true,
+        #[cfg(feature = "kube")]
+        Command::Status { .. } => true,
+        _ => false,
+    };
     let default_level = if quiet { "warn" } else { "info" };
     init_logging(cli.log_format, default_level);
     // Several client libraries link rustls; name the one crypto provider so none has to guess.
+    #[cfg(any(feature = "kube", feature = "rabbitmq", feature = "sqs", feature = "pubsub", feature = "prometheus"))]
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match cli.command {
         Command::Check { config, strict } => match Config::load(&config) {
+            Ok(config) if !config.not_built_in.is_empty() => not_built_in(&config),
             Ok(config) => {
                 for warning in &config.warnings {
                     eprintln!("{}", warning.as_warning());
@@ -324,8 +339,10 @@ fn main() -> ExitCode {
             }
             Err(error) => config_failure(&error),
         },
+        #[cfg(feature = "kube")]
         Command::Run { config: path, dry_run, once, shadow, record, record_max } => {
             let config = match Config::load(&path) {
+                Ok(config) if !config.not_built_in.is_empty() => return not_built_in(&config),
                 Ok(config) => config,
                 Err(error) => return config_failure(&error),
             };
@@ -348,6 +365,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => print_or_fail(replay(&args)),
         Command::Import { files } => print_or_fail(import(&files)),
         Command::Tune(args) => print_or_fail(tune(&args)),
+        #[cfg(feature = "kube")]
         Command::Status { agent, config, json } => match status_url(agent, config.as_deref()) {
             // An agent that does not answer is not bad input: exit 1, as a failed `run` does.
             Ok(url) => match runtime().block_on(status(&url, json)) {
@@ -359,6 +377,7 @@ fn main() -> ExitCode {
             },
             Err(error) => config_failure(&error),
         },
+        #[cfg(feature = "kube")]
         Command::Scale { deployment, kind, api_version, replicas, hold, release, namespace } => {
             let workload = ScaleTargetRef { api_version, kind, name: deployment };
             outcome(runtime().block_on(async {
@@ -377,6 +396,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "kube")]
 /// Where `queue-scaler status` asks: `--agent`, else the config's metrics listener, else the default one.
 fn status_url(agent: Option<String>, config: Option<&std::path::Path>) -> Result<String, ConfigError> {
     if let Some(agent) = agent {
@@ -394,6 +414,7 @@ fn status_url(agent: Option<String>, config: Option<&std::path::Path>) -> Result
     Ok(format!("http://{addr}/status"))
 }
 
+#[cfg(feature = "kube")]
 async fn status(url: &str, json: bool) -> anyhow::Result<String> {
     let unreachable =
         || format!("cannot ask the agent at {url}; is it running there? Name its metrics address with --agent");
@@ -603,11 +624,20 @@ fn config_label(config: &Config) -> String {
     }
 }
 
+/// A valid config with sources this build cannot read: as bad input as a wrong field, for `check` and `run`.
+fn not_built_in(config: &Config) -> ExitCode {
+    for problem in &config.not_built_in {
+        eprintln!("{problem}");
+    }
+    ExitCode::from(2)
+}
+
 fn config_failure(error: &ConfigError) -> ExitCode {
     eprintln!("{error}");
     ExitCode::from(2)
 }
 
+#[cfg(feature = "kube")]
 fn outcome(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -618,10 +648,12 @@ fn outcome(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+#[cfg(feature = "kube")]
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
 }
 
+#[cfg(feature = "kube")]
 async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(async move {
@@ -631,6 +663,7 @@ async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "kube")]
 /// The first SIGTERM/SIGINT asks the loops to stop after their current poll; a second one exits at once.
 async fn stop_on_signals(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{SignalKind, signal};

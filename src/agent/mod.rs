@@ -14,9 +14,11 @@
 //! queue happens to read 0 does not drop 20 replicas at once. A write that was sent but not confirmed (no answer in
 //! time) is checked against the count the next tick reads, so the rate policies count it if it landed.
 
+#[cfg(feature = "kube")]
 pub mod cluster;
 pub mod leader;
 pub mod other_writers;
+#[cfg(feature = "kube")]
 pub mod reload;
 pub mod shadow;
 pub mod status;

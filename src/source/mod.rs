@@ -12,10 +12,25 @@ pub mod kafka;
 pub mod prometheus;
 pub mod pubsub;
 pub mod rabbitmq;
+#[cfg(clients)]
 pub mod shared;
 pub mod sqs;
 
+#[cfg(clients)]
 pub use shared::Clients;
+
+/// With no broker client built in (a build whose only source is `fixed`), sources have nothing to share.
+#[cfg(not(clients))]
+#[derive(Clone, Default)]
+pub struct Clients;
+
+#[cfg(not(clients))]
+impl Clients {
+    /// An empty registry.
+    pub fn new() -> Clients {
+        Clients
+    }
+}
 
 use std::future::Future;
 use std::time::Duration;
@@ -99,6 +114,7 @@ impl SourceError {
 }
 
 /// An error and every cause under it, on one line: client libraries often put the useful part in a source.
+#[cfg(any(feature = "rabbitmq", feature = "sqs", feature = "pubsub", feature = "prometheus"))]
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
@@ -197,7 +213,7 @@ impl SourceKind {
             SourceKind::Kafka(c) => c.warnings(),
             SourceKind::RabbitMq(c) => c.warnings(),
             SourceKind::Sqs(c) => c.warnings(),
-            SourceKind::Prometheus(_) | SourceKind::PubSub(_) | SourceKind::Fixed(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -215,6 +231,30 @@ impl SourceKind {
         }
     }
 
+    /// The setting that leaves in-flight messages out of this source's backlog, if one does: latency mode must
+    /// tell them from waiting ones.
+    pub fn leaves_out_in_flight(&self) -> Option<&'static str> {
+        match self {
+            SourceKind::RabbitMq(c) if c.exclude_unacknowledged => Some("excludeUnacknowledged"),
+            SourceKind::Sqs(c) if !c.include_in_flight => Some("includeInFlight"),
+            _ => None,
+        }
+    }
+
+    /// The Cargo feature that builds this source's reader, when this binary was built without it: the settings
+    /// are still checked, and `simulate`, `replay` and `tune` stand in for the queue, but `run` cannot read it.
+    pub fn missing_feature(&self) -> Option<&'static str> {
+        let (feature, built) = match self {
+            SourceKind::Kafka(_) => ("kafka", cfg!(feature = "kafka")),
+            SourceKind::RabbitMq(_) => ("rabbitmq", cfg!(feature = "rabbitmq")),
+            SourceKind::Sqs(_) => ("sqs", cfg!(feature = "sqs")),
+            SourceKind::Prometheus(_) => ("prometheus", cfg!(feature = "prometheus")),
+            SourceKind::PubSub(_) => ("pubsub", cfg!(feature = "pubsub")),
+            SourceKind::Fixed(_) => return None,
+        };
+        (!built).then_some(feature)
+    }
+
     /// Credentials this source's settings carry, to scrub from anything shown.
     pub fn secrets(&self) -> crate::redact::Secrets {
         match self {
@@ -226,6 +266,14 @@ impl SourceKind {
             SourceKind::Fixed(c) => c.secrets(),
         }
     }
+}
+
+/// What `check` and `run` say about a source whose reader was not built in.
+pub fn not_built_in(feature: &str) -> String {
+    format!(
+        "this queue-scaler was built without `{feature}` sources; build it with `--features {feature}` (the default \
+         build has every source), or use an image built that way"
+    )
 }
 
 fn parse_settings<T: serde::de::DeserializeOwned>(rest: Value) -> Result<T, String> {
@@ -273,38 +321,59 @@ impl<'de> Deserialize<'de> for SourceSpec {
 /// broker's client in [`Clients`], shared with every other source on that broker. Readers are boxed, so the enum
 /// stays small whichever queue it is.
 pub enum Source {
+    #[cfg(feature = "kafka")]
     /// A Kafka consumer group's lag.
     Kafka(Box<kafka::Kafka>),
+    #[cfg(feature = "rabbitmq")]
     /// A RabbitMQ queue.
     RabbitMq(Box<rabbitmq::RabbitMq>),
+    #[cfg(feature = "sqs")]
     /// An SQS queue.
     Sqs(Box<sqs::Sqs>),
+    #[cfg(feature = "prometheus")]
     /// A Prometheus query.
     Prometheus(Box<prometheus::Prometheus>),
+    #[cfg(feature = "pubsub")]
     /// A Pub/Sub subscription, through Cloud Monitoring.
     PubSub(Box<pubsub::PubSub>),
     /// A fixed backlog.
     Fixed(fixed::Fixed),
     /// The simulator's queue.
     Simulated(crate::sim::cluster::SimulatedQueue),
+    /// A source whose reader this build lacks (the Cargo feature it names): every read fails. `check` and `run`
+    /// refuse such configs before any source is built, so only a caller that skipped them meets it.
+    #[cfg(not(every_source))]
+    NotBuiltIn(&'static str),
 }
 
 impl Source {
     /// The reader for a configured source, on the client `clients` holds for its broker (a new one if it holds
     /// none yet). Opens nothing yet, so it cannot fail on the network. `read_timeout` is the agent's limit on one
     /// read, for readers whose blocking calls and batches must end by themselves.
+    #[cfg_attr(not(clients), allow(unused_variables, reason = "only the broker clients use them"))]
+    #[cfg_attr(
+        not(any(feature = "kafka", feature = "rabbitmq", feature = "pubsub")),
+        allow(unused_variables, reason = "only readers that batch or block bound themselves by the read timeout")
+    )]
     pub fn from_kind(kind: &SourceKind, read_timeout: Duration, clients: &Clients) -> Source {
         match kind {
+            #[cfg(feature = "kafka")]
             SourceKind::Kafka(c) => Source::Kafka(Box::new(kafka::Kafka::shared(c.clone(), read_timeout, clients))),
+            #[cfg(feature = "rabbitmq")]
             SourceKind::RabbitMq(c) => {
                 Source::RabbitMq(Box::new(rabbitmq::RabbitMq::shared(c.clone(), read_timeout, clients)))
             }
+            #[cfg(feature = "sqs")]
             SourceKind::Sqs(c) => Source::Sqs(Box::new(sqs::Sqs::shared(c.clone(), clients))),
+            #[cfg(feature = "prometheus")]
             SourceKind::Prometheus(c) => {
                 Source::Prometheus(Box::new(prometheus::Prometheus::shared(c.clone(), clients)))
             }
+            #[cfg(feature = "pubsub")]
             SourceKind::PubSub(c) => Source::PubSub(Box::new(pubsub::PubSub::shared(c.clone(), read_timeout, clients))),
             SourceKind::Fixed(c) => Source::Fixed(fixed::Fixed::new(c)),
+            #[cfg(not(every_source))]
+            other => Source::NotBuiltIn(other.missing_feature().unwrap_or("unknown")),
         }
     }
 }
@@ -312,13 +381,20 @@ impl Source {
 impl ReadBacklog for Source {
     async fn read(&self) -> Result<Reading, SourceError> {
         match self {
+            #[cfg(feature = "kafka")]
             Source::Kafka(s) => s.read().await,
+            #[cfg(feature = "rabbitmq")]
             Source::RabbitMq(s) => s.read().await,
+            #[cfg(feature = "sqs")]
             Source::Sqs(s) => s.read().await,
+            #[cfg(feature = "prometheus")]
             Source::Prometheus(s) => s.read().await,
+            #[cfg(feature = "pubsub")]
             Source::PubSub(s) => s.read().await,
             Source::Fixed(s) => s.read().await,
             Source::Simulated(s) => s.read().await,
+            #[cfg(not(every_source))]
+            Source::NotBuiltIn(feature) => Err(SourceError::Rejected(not_built_in(feature))),
         }
     }
 }

@@ -5,13 +5,21 @@
 //! Deployment. A target also reports a manual hold (`queue-scaler scale
 //! --hold`), which the loop honours before asking the policy anything.
 
+#[cfg(feature = "kube")]
 pub mod by_hand;
+#[cfg(feature = "kube")]
 pub mod deletion_cost;
+#[cfg(feature = "kube")]
 pub mod kinds;
+#[cfg(feature = "kube")]
 pub mod other_controllers;
+#[cfg(feature = "kube")]
 pub mod quiet;
+#[cfg(feature = "kube")]
 pub mod worker_pods;
+#[cfg(feature = "kube")]
 pub mod workload;
+#[cfg(feature = "kube")]
 pub mod workloads;
 
 use std::future::Future;
