@@ -246,9 +246,20 @@ struct TuneArgs {
     /// A built-in trace (see `simulate --list-traces`) or a CSV file with the header `arrival_s,duration_s`.
     #[arg(long, value_name = "NAME|FILE", default_value = "transcoding")]
     trace: String,
+    /// Tune on your own traffic instead of a trace: a shadow recording (`run --shadow --record`) or replay
+    /// observations. A trace is fitted to it first (arrivals from the recorded rates, every job lasting the job
+    /// duration learned from it) and the output says how.
+    #[arg(long, value_name = "FILE.csv", conflicts_with = "trace")]
+    observations: Option<PathBuf>,
+    /// In a recording of several targets, the one to tune on (its `target` column).
+    #[arg(long, value_name = "NAME", requires = "observations")]
+    target: Option<String>,
     /// The objective: p99_wait, p95_wait or max_wait, `<=`, a duration (e.g. `p99_wait<=2m`).
     #[arg(long, value_name = "OBJECTIVE")]
     slo: queue_scaler::tune::Slo,
+    /// Draw every setting tried, cost against wait, with the objective and the frontier, into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -528,23 +539,38 @@ fn tune(args: &TuneArgs) -> anyhow::Result<String> {
     use queue_scaler::tune::{Settings, Simulation};
     let config = Config::load(&args.config)?;
     let target = pick_target(&config, args.deployment.as_deref())?;
-    let jobs = sim::run::load_trace(&args.trace)?;
+    let mut out = String::new();
+    let (trace, jobs) = match &args.observations {
+        None => (format!("trace {}", args.trace), sim::run::load_trace(&args.trace)?),
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {file}"))?;
+            let recorded = replay::recorded_target(&text, args.target.as_deref()).with_context(|| file.clone())?;
+            let ticks = replay::read_recording(&text, target, recorded.as_deref()).with_context(|| file.clone())?;
+            let fitted = queue_scaler::tune::fit::fit(target, &ticks).with_context(|| file.clone())?;
+            out.push_str(&format!("{file}: {}\n", fitted.how));
+            (format!("recording {file}"), fitted.jobs)
+        }
+    };
     let settings = sim::WorldSettings::default();
     let simulation = Simulation { target, jobs: &jobs, poll_interval: config.poll_interval, settings };
-    let mut bar = ProgressBar::on_stderr(format!("tuning on {}", args.trace));
+    let mut bar = ProgressBar::on_stderr(format!("tuning on {trace}"));
     let tuning = queue_scaler::tune::tune(&simulation, args.slo, &mut |fraction| bar.update(fraction))?;
     bar.finish();
+    if let Some(path) = &args.plot {
+        std::fs::write(path, queue_scaler::tune::plot::render(&trace, &tuning))
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    }
     let (slo, configured) = (&tuning.slo, &tuning.configured);
-    let mut out = format!(
-        "trace {}, objective {:?} wait <= {}s: {} settings simulated\nconfigured: {:.1}s, {:.0} replica-seconds{}\n",
-        args.trace,
+    out.push_str(&format!(
+        "{trace}, objective {:?} wait <= {}s: {} settings simulated\nconfigured: {:.1}s, {:.0} replica-seconds{}\n",
         slo.statistic,
         slo.limit_s,
         tuning.trials.len(),
         configured.wait_s,
         configured.replica_seconds,
         if configured.meets { "" } else { " (misses the objective)" }
-    );
+    ));
     let best = tuning.best.context("no setting tried met the objective; try a looser one or a higher maxReplicas")?;
     out.push_str(&format!("tuned:      {:.1}s, {:.0} replica-seconds\n", best.wait_s, best.replica_seconds));
     if best.settings == Settings::of(target) {

@@ -7,6 +7,9 @@
 //! the fewest replica-seconds that meets the objective — never one costlier than the config as it is, which is
 //! always tried first.
 
+pub mod fit;
+pub mod plot;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -153,7 +153,9 @@ pub(super) struct Object<'a> {
     pub(super) name: String,
     pub(super) namespace: Option<String>,
     pub(super) spec: Map<'a>,
-    pub(super) deployment: String,
+    /// The target's first line, naming its workload: `  - deployment: NAME`, or the whole `scaleTargetRef` for any
+    /// other kind.
+    pub(super) workload: String,
 }
 
 impl<'a> Object<'a> {
@@ -169,17 +171,22 @@ impl<'a> Object<'a> {
         let mut spec = root.map("spec");
         root.rest(notes);
         let mut target_ref = spec.map("scaleTargetRef");
-        let deployment = target_ref.text("name").unwrap_or_default();
-        target_ref.take("apiVersion");
-        if let Some(kind) = target_ref.text("kind").filter(|k| k != "Deployment") {
-            notes.skip(
-                doc,
-                "spec.scaleTargetRef.kind",
-                &format!("{kind}: queue-scaler scales Deployments; check the name"),
-            );
-        }
+        let workload_name = target_ref.text("name").unwrap_or_default();
+        // KEDA's defaults; an HPA always names both.
+        let api_version = target_ref.text("apiVersion").unwrap_or_else(|| "apps/v1".to_owned());
+        let kind = target_ref.text("kind").unwrap_or_else(|| "Deployment".to_owned());
         target_ref.rest(notes);
-        Object { name, namespace, spec, deployment }
+        let workload = if kind == "Deployment" && api_version == "apps/v1" {
+            format!("  - deployment: {}\n", quote(&workload_name))
+        } else {
+            format!(
+                "  - scaleTargetRef: {{apiVersion: {}, kind: {}, name: {}}}\n",
+                quote(&api_version),
+                quote(&kind),
+                quote(&workload_name)
+            )
+        };
+        Object { name, namespace, spec, workload }
     }
 }
 

@@ -10,17 +10,13 @@ const HPA_MIN_REPLICAS: f64 = 1.0;
 
 pub(super) fn import(doc: &Doc, warnings: &mut Vec<String>) -> Target {
     let mut notes = Notes::default();
-    let Object { name, namespace, mut spec, deployment } = Object::of(doc, &mut notes);
+    let Object { name, namespace, mut spec, workload } = Object::of(doc, &mut notes);
     let min = spec.number("minReplicas", &mut notes).unwrap_or(HPA_MIN_REPLICAS);
     let max = spec.number("maxReplicas", &mut notes).unwrap_or(HPA_MIN_REPLICAS);
 
     let mut yaml = format!("  # HorizontalPodAutoscaler {name} ({}:{})\n", doc.file, doc.line(""));
-    yaml.push_str(&format!(
-        "  - deployment: {}\n    minReplicas: {}\n    maxReplicas: {}\n",
-        quote(&deployment),
-        number(min),
-        number(max)
-    ));
+    yaml.push_str(&workload);
+    yaml.push_str(&format!("    minReplicas: {}\n    maxReplicas: {}\n", number(min), number(max)));
     if let Some(behavior) = spec.take("behavior") {
         match serde_norway::from_value::<Behavior>(behavior.clone()) {
             Ok(_) => {

@@ -37,18 +37,37 @@ pub(super) fn map(t: &mut Trigger) -> bool {
         t.set_text("url", &host);
     }
     if let Some(vhost) = t.meta.text("vhostName") {
-        t.comments.push(format!("# vhostName {vhost}: make it the path of url (`/` is %2f)"));
+        t.set_text("vhost", &vhost);
     }
-    t.set_text("queue", &queue);
+    match flag(t, "useRegex") {
+        // KEDA matches the pattern against the vhost's queues through the management API, as queueRegex does.
+        Some(true) => {
+            t.set_text("queueRegex", &queue);
+            match t.meta.text("operation").as_deref() {
+                None | Some("sum") => {}
+                Some(other) => {
+                    t.comments.push(format!(
+                        "# not imported: operation `{other}`: queue-scaler sums the matching queues' backlogs"
+                    ));
+                    let path = t.meta.path_of("operation");
+                    t.notes.warnings.push(t.doc.warning(&path, &format!("not imported: operation `{other}`")));
+                }
+            }
+            if !http {
+                t.comments.push(
+                    "# queueRegex lists the vhost's queues through the management API: add managementUrl".to_owned(),
+                );
+            }
+        }
+        _ => t.set_text("queue", &queue),
+    }
     if let Some(exclude) = flag(t, "excludeUnacknowledged") {
         t.set("excludeUnacknowledged", exclude.to_string());
     }
     let value = number_or(t, "value", QUEUE_LENGTH);
     t.set("backlogPerWorker", number(value));
     activation(t, "activationValue");
-    t.skip("useRegex", "queue-scaler measures one named queue");
-    t.skip("operation", "queue-scaler measures one named queue");
-    t.skip("pageSize", "queue-scaler measures one named queue");
+    t.skip("pageSize", "queue-scaler reads all of a vhost's queues in one request");
     t.skip("unsafeSsl", "no equivalent in queue-scaler");
     t.skip("timeout", "the agent's read timeout is its pollInterval");
     true

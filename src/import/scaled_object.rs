@@ -86,7 +86,7 @@ impl Trigger<'_> {
 
 pub(super) fn import(doc: &Doc, auths: &Auths, warnings: &mut Vec<String>) -> Target {
     let mut notes = Notes::default();
-    let Object { name, namespace, mut spec, deployment } = Object::of(doc, &mut notes);
+    let Object { name, namespace, mut spec, workload } = Object::of(doc, &mut notes);
     let polling = spec.number("pollingInterval", &mut notes);
     let poll_s = polling.map_or(KEDA_POLLING_INTERVAL_S, |n| n.max(1.0) as u64);
     let min = spec.number("minReplicaCount", &mut notes).map_or(KEDA_MIN_REPLICAS, |n| n as u32);
@@ -94,7 +94,7 @@ pub(super) fn import(doc: &Doc, auths: &Auths, warnings: &mut Vec<String>) -> Ta
     let cooldown = spec.number("cooldownPeriod", &mut notes).map_or(KEDA_COOLDOWN_S, |n| n as u64);
 
     let mut yaml = format!("  # ScaledObject {name} ({}:{})\n", doc.file, doc.line(""));
-    yaml.push_str(&format!("  - deployment: {}\n", quote(&deployment)));
+    yaml.push_str(&workload);
     yaml.push_str(&format!("    minReplicas: {min}\n    maxReplicas: {max}\n"));
     match polling {
         None => yaml.push_str(&format!("    # pollingInterval: KEDA's default {KEDA_POLLING_INTERVAL_S}s\n")),

@@ -201,3 +201,27 @@ fn unknown_fields_and_triggers_are_reported_never_dropped() {
     assert!(imported.config.contains("# not imported: spec.idleReplicaCount"));
     Config::parse("imported.yaml", &imported.config, env).unwrap_or_else(|e| panic!("{e}\n{}", imported.config));
 }
+
+#[test]
+fn rabbitmq_with_a_queue_pattern_in_a_vhost_scaling_a_stateful_set() {
+    let (imported, config) = imported(&["rabbitmq-regex.yaml"]);
+    let target = only_target(&config);
+    let workload = target.workload();
+    assert_eq!(
+        (workload.api_version.as_str(), workload.kind.as_str(), workload.name.as_str()),
+        ("apps/v1", "StatefulSet", "renderer")
+    );
+    let SourceKind::RabbitMq(rabbit) = &target.sources[0].kind else { panic!("not rabbitmq") };
+    assert_eq!((rabbit.queue_regex.as_deref(), rabbit.queue.as_deref()), (Some("render-.*"), None));
+    assert_eq!(rabbit.vhost.as_deref(), Some("jobs"));
+    assert_eq!(rabbit.management_url.as_deref(), Some("http://guest:guest@rabbitmq:15672"));
+    // KEDA's `max` over the matching queues has no equivalent: queue-scaler sums them, and says so.
+    assert!(imported.config.contains("# not imported: operation `max`"), "{}", imported.config);
+    let line = line_of("rabbitmq-regex.yaml", "operation: max");
+    assert_eq!(
+        imported.warnings,
+        [format!(
+            "rabbitmq-regex.yaml:{line}: warning: spec.triggers[0].metadata.operation: not imported: operation `max`"
+        )]
+    );
+}

@@ -155,7 +155,7 @@ pub fn compare(
 }
 
 /// The configured job duration, else the one the agent would learn from this recording.
-fn job_duration(config: &TargetConfig, ticks: &[Tick]) -> (Option<f64>, String) {
+pub(crate) fn job_duration(config: &TargetConfig, ticks: &[Tick]) -> (Option<f64>, String) {
     if let Some(configured) = config.latency_target.and_then(|l| l.job_duration) {
         return (Some(configured.as_secs_f64()), "latencyTarget.jobDuration".to_owned());
     }

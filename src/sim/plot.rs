@@ -184,7 +184,7 @@ fn per_pixel_max(samples: &[Sample], value: fn(&Sample) -> f64, end_s: f64, colu
 }
 
 /// An axis maximum at or above `peak` and a step that divides it into at most five round intervals.
-fn nice_axis(peak: f64) -> (f64, f64) {
+pub(crate) fn nice_axis(peak: f64) -> (f64, f64) {
     let peak = if peak.is_finite() && peak > 0.0 { peak } else { 1.0 };
     let rough = peak / 5.0;
     let magnitude = 10f64.powf(rough.log10().floor());
@@ -194,12 +194,12 @@ fn nice_axis(peak: f64) -> (f64, f64) {
 }
 
 /// `1200` as `1200`, `2.5` as `2.5`, `0.30000000000000004` as `0.3`.
-fn short_number(value: f64) -> String {
+pub(crate) fn short_number(value: f64) -> String {
     let rounded = (value * 1000.0).round() / 1000.0;
     if rounded.fract() == 0.0 { format!("{}", rounded as i64) } else { format!("{rounded}") }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -117,4 +117,21 @@ async fn shadow_mode_beside_an_hpa_records_what_the_live_autoscaler_did_and_writ
     assert!(markdown.contains("| replica-seconds |") && markdown.contains("estimates, not measurements"), "{markdown}");
     let svg = std::fs::read_to_string(report_dir.join("worker.svg")).expect("the plot");
     assert!(svg.contains("queue-scaler: p99 wait") && svg.contains("live: p99 wait"), "both sides are drawn");
+
+    // And `tune` on the same recording: a trace fitted to it (no arrival rate recorded, so the backlog's growth
+    // plus what the live replicas worked off, at the configured job duration), then the search and its plot.
+    let plot = dir.path().join("tune.svg");
+    let tuned = std::process::Command::new(BINARY)
+        .args(["tune", "-c", &replay_config.display().to_string(), "--observations", &record_arg])
+        .args(["--slo", "p99_wait<=2m", "--plot"])
+        .arg(&plot)
+        .output()
+        .expect("run tune");
+    let out = String::from_utf8_lossy(&tuned.stdout);
+    assert!(tuned.status.success(), "tune failed: {}{out}", String::from_utf8_lossy(&tuned.stderr));
+    assert!(out.contains(&format!("{record_arg}: fitted ")), "it says how it fitted the trace: {out}");
+    assert!(out.contains("the backlog's growth plus what the live replicas worked off"), "{out}");
+    assert!(out.contains("(latencyTarget.jobDuration)") && out.contains(&format!("recording {record_arg}, objective")));
+    let svg = std::fs::read_to_string(&plot).expect("the frontier plot");
+    assert!(svg.matches("<circle").count() >= 5 && svg.contains(">objective</text>"), "{svg}");
 }
