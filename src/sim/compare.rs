@@ -74,19 +74,12 @@ pub fn compare(setup: Setup<'_>, progress: &mut dyn FnMut(f64)) -> Result<Compar
     let targets = Targets::of(setup.target);
     for baseline in baselines {
         done += 1.0;
-        let world = || World::new(setup.jobs.clone(), setup.settings.clone());
         let mut report = |f: f64| step(f, done);
         let outcome = match baseline {
-            Baseline::Hpa => {
-                // The HPA leaves a Deployment at 0 replicas alone, so it is given its minimum of 1 to start with.
-                let settings = WorldSettings {
-                    initial_replicas: setup.settings.initial_replicas.max(1),
-                    ..setup.settings.clone()
-                };
-                run_hpa(World::new(setup.jobs.clone(), settings), &targets, &mut report)
+            Baseline::Hpa | Baseline::Keda | Baseline::Threshold => {
+                run_feedback(baseline, setup.jobs.clone(), &targets, &setup.settings, &mut report)
+                    .expect("hpa, keda and threshold follow the backlog")
             }
-            Baseline::Keda => run_keda(world(), &targets, &mut report),
-            Baseline::Threshold => run_threshold(world(), &targets, &mut report),
             Baseline::Oracle => {
                 let max_wait_s =
                     setup.target.latency_target.map_or(agent_p99, |latency| latency.max_wait.as_secs_f64());
@@ -98,6 +91,36 @@ pub fn compare(setup: Setup<'_>, progress: &mut dyn FnMut(f64)) -> Result<Compar
     }
     progress(1.0);
     Ok(Comparison { trace: setup.trace, outcomes, oracle_max_wait_s })
+}
+
+/// A baseline that follows the backlog (hpa, keda or threshold; the oracle plans instead) on `jobs`, with
+/// `target`'s per-replica target and bounds: what the frontier runs at many settings.
+pub fn run_baseline(
+    baseline: Baseline,
+    jobs: Vec<Job>,
+    target: &TargetConfig,
+    settings: &WorldSettings,
+) -> Option<PolicyOutcome> {
+    run_feedback(baseline, jobs, &Targets::of(target), settings, &mut |_| {})
+}
+
+fn run_feedback(
+    baseline: Baseline,
+    jobs: Vec<Job>,
+    targets: &Targets,
+    settings: &WorldSettings,
+    progress: &mut dyn FnMut(f64),
+) -> Option<PolicyOutcome> {
+    Some(match baseline {
+        // The HPA leaves a Deployment at 0 replicas alone, so it is given its minimum of 1 to start with.
+        Baseline::Hpa => {
+            let settings = WorldSettings { initial_replicas: settings.initial_replicas.max(1), ..settings.clone() };
+            run_hpa(World::new(jobs, settings), targets, progress)
+        }
+        Baseline::Keda => run_keda(World::new(jobs, settings.clone()), targets, progress),
+        Baseline::Threshold => run_threshold(World::new(jobs, settings.clone()), targets, progress),
+        Baseline::Oracle => return None,
+    })
 }
 
 /// The HPA cannot go below one replica.

@@ -20,6 +20,7 @@
 pub mod baseline;
 pub mod cluster;
 pub mod compare;
+pub mod frontier;
 pub mod plot;
 pub mod progress;
 pub mod quiet_score;

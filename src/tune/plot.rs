@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use super::{Trial, Tuning, WaitStatistic};
+use crate::sim::frontier::{cost_wait_axes, pareto};
 use crate::sim::plot::{escape, nice_axis, short_number};
 
 const WIDTH: f64 = 760.0;
@@ -18,17 +19,7 @@ const BOTTOM: f64 = 52.0;
 
 /// The trials no other trial beats on both cost and wait, cheapest first.
 pub fn frontier(trials: &[Trial]) -> Vec<Trial> {
-    let mut sorted: Vec<Trial> = trials.to_vec();
-    sorted.sort_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds).then(a.wait_s.total_cmp(&b.wait_s)));
-    let mut best_wait = f64::INFINITY;
-    let mut frontier = Vec::new();
-    for trial in sorted {
-        if trial.wait_s < best_wait {
-            best_wait = trial.wait_s;
-            frontier.push(trial);
-        }
-    }
-    frontier
+    pareto(trials, |t| t.replica_seconds, |t| t.wait_s)
 }
 
 /// The SVG document for a tuning on `trace`.
@@ -66,7 +57,7 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
         statistic.trim_end_matches(" (s)"),
         short_number(tuning.slo.limit_s)
     );
-    axes(&mut svg, (x_max, x_step), (y_max, y_step), &x, &y, statistic);
+    cost_wait_axes(&mut svg, (x_max, x_step), (y_max, y_step), &x, &y, statistic);
     let limit = y(tuning.slo.limit_s);
     let _ = writeln!(
         svg,
@@ -110,59 +101,6 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
     }
     svg.push_str("</svg>\n");
     svg
-}
-
-fn axes(
-    svg: &mut String,
-    (x_max, x_step): (f64, f64),
-    (y_max, y_step): (f64, f64),
-    x: &dyn Fn(f64) -> f64,
-    y: &dyn Fn(f64) -> f64,
-    statistic: &str,
-) {
-    let bottom = y(0.0);
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{LEFT}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#333\"/><line x1=\"{LEFT}\" \
-         y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{bottom:.1}\" stroke=\"#333\"/>",
-        x(x_max)
-    );
-    let mut tick = 0.0;
-    while tick <= x_max + x_step / 2.0 {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
-            x(tick),
-            bottom + 16.0,
-            short_number(tick)
-        );
-        tick += x_step;
-    }
-    let mut tick = 0.0;
-    while tick <= y_max + y_step / 2.0 {
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#eee\"/><text x=\"{2:.1}\" \
-             y=\"{3:.1}\" text-anchor=\"end\" fill=\"#555\">{4}</text>",
-            y(tick),
-            x(x_max),
-            LEFT - 6.0,
-            y(tick) + 4.0,
-            short_number(tick)
-        );
-        tick += y_step;
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">replica-seconds</text>",
-        x(x_max / 2.0),
-        bottom + 38.0
-    );
-    let _ = writeln!(
-        svg,
-        "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{statistic}</text>",
-        TOP + (bottom - TOP) / 2.0
-    );
 }
 
 /// A trial's settings and result, as its tooltip.
