@@ -42,7 +42,7 @@ use crate::config::TargetConfig;
 use behavior::{BehaviorBound, BehaviorState, Rules};
 use burst::{BurstConfig, BurstState, Interval};
 use latency::{Estimates, LatencyTarget, SourceLearning};
-use not_draining::{DrainWatch, NotDrainingConfig};
+use not_draining::{DrainWatch, Draining, NotDrainingConfig};
 pub use observation::Reading;
 use schedule::CompiledSchedule;
 
@@ -467,13 +467,24 @@ impl Autoscaler {
         }
     }
 
-    /// The total backlog and completions per second over the sources that tell their completions this tick, if any.
-    fn completions(&self, readings: &[Option<Reading>]) -> Option<(f64, f64)> {
+    /// The total backlog, completions per second and longest job duration over the sources that tell their
+    /// completions this tick, if any.
+    fn completions(&self, readings: &[Option<Reading>]) -> Option<Draining> {
         self.sources
             .iter()
             .zip(readings)
-            .filter_map(|(source, reading)| Some((reading.as_ref()?.backlog, source.estimates.completion_rate?)))
-            .reduce(|(backlog, completions), (more, completed)| (backlog + more, completions + completed))
+            .filter_map(|(source, reading)| {
+                Some(Draining {
+                    backlog: reading.as_ref()?.backlog,
+                    completions: source.estimates.completion_rate?,
+                    job_duration_s: source.estimates.job_duration_s,
+                })
+            })
+            .reduce(|sum, more| Draining {
+                backlog: sum.backlog + more.backlog,
+                completions: sum.completions + more.completions,
+                job_duration_s: [sum.job_duration_s, more.job_duration_s].into_iter().flatten().reduce(f64::max),
+            })
     }
 
     fn concurrency(&self) -> u32 {

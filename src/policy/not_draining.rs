@@ -9,8 +9,12 @@
 //! completions (arrivals minus the backlog's growth).
 //!
 //! Over `notDraining.window` (default 5 minutes): if the backlog has not shrunk, held more jobs than replicas
-//! throughout (so every replica had work), replicas were added, and completions did not rise by a tenth, the target stops scaling up beyond its current count (rule `NotDraining`, a Warning
-//! Event, `queue_scaler_not_draining`), and decides normally again as soon as the backlog moves or completions rise.
+//! throughout (so every replica had work), replicas were added at least half a window and two job durations ago
+//! (so they had time to start and to finish jobs; with jobs longer than a quarter of the window, or of a duration
+//! not known yet, nothing is judged),
+//! and completions did not rise by a tenth, the target stops scaling up
+//! beyond its current count (rule `NotDraining`, a Warning Event, `queue_scaler_not_draining`), and decides
+//! normally again as soon as the backlog moves or completions rise.
 //! Scale-down is untouched, and sources that cannot tell completions (no arrival rate) are never judged.
 
 use std::collections::VecDeque;
@@ -73,6 +77,17 @@ struct Sample {
     replicas: u32,
 }
 
+/// What one tick tells about draining, summed over the sources that report completions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draining {
+    /// The total backlog.
+    pub backlog: f64,
+    /// Jobs completed per second.
+    pub completions: f64,
+    /// The longest job duration known among those sources (configured or learned).
+    pub job_duration_s: Option<f64>,
+}
+
 /// The memory the judgement needs.
 #[derive(Debug, Clone, Default)]
 pub struct DrainWatch {
@@ -81,16 +96,16 @@ pub struct DrainWatch {
 }
 
 impl DrainWatch {
-    /// Takes this tick: the total backlog and completions per second over the sources that report them (`None`
-    /// when none does), and the current count. Returns why more replicas do not help, when they do not.
+    /// Takes this tick (`None` when no source reports completions) and the current count. Returns why more
+    /// replicas do not help, when they do not.
     pub fn observe(
         &mut self,
         now: Instant,
-        observed: Option<(f64, f64)>,
+        observed: Option<Draining>,
         replicas: u32,
         config: &NotDrainingConfig,
     ) -> Option<String> {
-        let Some((backlog, completions)) = observed.filter(|_| config.enabled) else {
+        let Some(Draining { backlog, completions, job_duration_s }) = observed.filter(|_| config.enabled) else {
             *self = DrainWatch::default();
             return None;
         };
@@ -101,6 +116,13 @@ impl DrainWatch {
             self.samples.pop_front();
         }
         let baseline = self.samples.front().filter(|s| now.saturating_duration_since(s.at) >= config.window)?;
+        // Replicas added in the last half window may still be starting, and a replica completes nothing before its
+        // first job ends: only those that have run for half a window and two job durations can prove that more
+        // replicas do not help. With jobs longer than a quarter of the window, nothing can be judged in it.
+        // Without a job duration, no completion yet is not told from completions that stopped.
+        let job_duration_s = job_duration_s?.clamp(0.0, 1e9);
+        let settle = (config.window / 2).max(Duration::from_secs_f64(2.0 * job_duration_s));
+        let settled = self.samples.iter().rev().find(|s| now.saturating_duration_since(s.at) >= settle)?;
         // Not shrunk at any moment of the window, not only between its ends: a backlog that ebbs and flows is
         // being drained, however it ends up.
         let never_shrank = self.samples.iter().all(|s| s.backlog >= baseline.backlog);
@@ -110,16 +132,18 @@ impl DrainWatch {
         let stuck = never_shrank
             && baseline.replicas > 0
             && baseline.backlog > f64::from(baseline.replicas)
-            && replicas > baseline.replicas
+            && settled.replicas > baseline.replicas
             && completions <= baseline.completions * (1.0 + RISE) + 1e-9;
         stuck.then(|| {
             format!(
-                "the backlog has not shrunk in {} ({:.0} → {backlog:.0}) though replicas went from {} to {replicas} \
-                 and completions stayed at {completions:.2}/s: more replicas do not help (a downstream limit, a \
-                 poison message, a stuck partition); no scale-up until it moves",
+                "the backlog has not shrunk in {} ({:.0} → {backlog:.0}) though replicas went from {} to {} at least \
+                 {} ago and completions stayed at {completions:.2}/s: more replicas do not help (a downstream \
+                 limit, a poison message, a stuck partition); no scale-up until it moves",
                 humantime::format_duration(config.window),
                 baseline.backlog,
                 baseline.replicas,
+                settled.replicas,
+                humantime::format_duration(Duration::from_secs(settle.as_secs())),
             )
         })
     }
@@ -143,6 +167,10 @@ impl DrainWatch {
 mod tests {
     use super::*;
 
+    fn d(backlog: f64, completions: f64) -> Option<Draining> {
+        Some(Draining { backlog, completions, job_duration_s: Some(10.0) })
+    }
+
     #[test]
     fn a_backlog_more_replicas_do_not_drain_is_told_and_one_that_moves_is_not() {
         let config = NotDrainingConfig::default();
@@ -153,7 +181,7 @@ mod tests {
         let mut said = None;
         for tick in 0..=60 {
             let replicas = 4 + (tick / 8).min(8) as u32;
-            said = watch.observe(at(tick * 5), Some((1000.0 + tick as f64 * 10.0, 2.0)), replicas, &config);
+            said = watch.observe(at(tick * 5), d(1000.0 + tick as f64 * 10.0, 2.0), replicas, &config);
             if tick * 5 < 300 {
                 assert_eq!(said, None, "not before a whole window: tick {tick}");
             }
@@ -161,7 +189,49 @@ mod tests {
         let said = said.expect("stuck");
         assert!(said.contains("though replicas went from") && said.contains("completions stayed at 2.00/s"), "{said}");
         // The backlog moves: decided normally again at once.
-        assert_eq!(watch.observe(at(305), Some((500.0, 2.0)), 12, &config), None);
+        assert_eq!(watch.observe(at(305), d(500.0, 2.0), 12, &config), None);
+    }
+
+    #[test]
+    fn replicas_added_too_recently_to_have_started_prove_nothing() {
+        let config = NotDrainingConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = DrainWatch::default();
+        // Steady traffic just above what 9 replicas do: the backlog creeps up, and 4 replicas are added a minute
+        // before the window ends, too late to have started and to show in the completions.
+        for tick in 0..=60 {
+            let replicas = if tick >= 48 { 13 } else { 9 };
+            let said = watch.observe(at(tick * 5), d(15.0 + tick as f64 * 0.75, 1.0), replicas, &config);
+            assert_eq!(said, None, "tick {tick}");
+        }
+        // Still flat two and a half minutes after they were added: now they have had the time, and did not help.
+        let mut said = None;
+        for tick in 61..=90 {
+            said = watch.observe(at(tick * 5), d(15.0 + tick as f64 * 0.75, 1.0), 13, &config);
+        }
+        let said = said.expect("stuck once the added replicas had time");
+        assert!(said.contains("replicas went from 9 to 13 at least 2m 30s ago"), "{said}");
+    }
+
+    #[test]
+    fn jobs_longer_than_a_quarter_of_the_window_cannot_be_judged_in_it() {
+        let config = NotDrainingConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = DrainWatch::default();
+        // 20-minute jobs: a replica added completes nothing for 20 minutes, so a flat backlog over 5 proves nothing.
+        for tick in 0..=240 {
+            let replicas = 4 + (tick / 8).min(8) as u32;
+            let long = Some(Draining { backlog: 1000.0 + tick as f64, completions: 0.2, job_duration_s: Some(1200.0) });
+            assert_eq!(watch.observe(at(tick * 5), long, replicas, &config), None, "tick {tick}");
+        }
+        // Nor before any job finished: no duration is known, and no completion yet is not completions that stopped.
+        let mut first = DrainWatch::default();
+        for tick in 0..=120 {
+            let unknown = Some(Draining { backlog: 10.0 + tick as f64, completions: 0.0, job_duration_s: None });
+            assert_eq!(first.observe(at(tick * 5), unknown, 1 + tick as u32 / 10, &config), None, "tick {tick}");
+        }
     }
 
     #[test]
@@ -174,7 +244,7 @@ mod tests {
         for tick in 0..=80 {
             let replicas = 4 + tick as u32 / 8;
             let said =
-                watch.observe(at(tick * 5), Some((1000.0 + tick as f64 * 5.0, f64::from(replicas))), replicas, &config);
+                watch.observe(at(tick * 5), d(1000.0 + tick as f64 * 5.0, f64::from(replicas)), replicas, &config);
             assert_eq!(said, None, "tick {tick}");
         }
         // Steady traffic kept up with: the backlog is the jobs in flight and a few waiting, fewer than the replicas,
@@ -183,7 +253,7 @@ mod tests {
         for tick in 0..=80 {
             let backlog = if tick % 7 == 0 { 4.0 } else { 5.0 + (tick % 3) as f64 };
             let replicas = if tick < 30 { 10 } else { 11 };
-            assert_eq!(steady.observe(at(tick * 5), Some((backlog, 1.0)), replicas, &config), None, "tick {tick}");
+            assert_eq!(steady.observe(at(tick * 5), d(backlog, 1.0), replicas, &config), None, "tick {tick}");
         }
         let mut blind = DrainWatch::default();
         for tick in 0..=80 {
@@ -192,7 +262,7 @@ mod tests {
         let off = NotDrainingConfig { enabled: false, ..config };
         let mut disabled = DrainWatch::default();
         for tick in 0..=80 {
-            assert_eq!(disabled.observe(at(tick * 5), Some((1000.0, 1.0)), 4 + tick as u32, &off), None);
+            assert_eq!(disabled.observe(at(tick * 5), d(1000.0, 1.0), 4 + tick as u32, &off), None);
         }
     }
 }

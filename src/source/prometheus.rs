@@ -15,7 +15,7 @@
 //! * anything else — several series, a range vector, a string, NaN, an infinity or a negative number — is an
 //!   error that names the query (for several series, how many, and to aggregate them with `sum()`).
 //!
-//! [`Reading::data_age`] says how old the value may be. Prometheus stamps instant-query samples with the evaluation
+//! [`Reading::data_age`](super::Reading::data_age) says how old the value may be. Prometheus stamps instant-query samples with the evaluation
 //! time, not the scrape's, so between scrapes it answers the same value with a fresh timestamp: a value that did
 //! not change since an earlier read is taken to be that earlier scrape, and its age counts from when it was first
 //! read (for at most [`SAME_VALUE_AT_MOST`], beyond which an unchanged value is a fresh reading of an unchanged

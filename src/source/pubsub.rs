@@ -25,7 +25,7 @@
 //!
 //! Pub/Sub samples these metrics every 60 s and they reach Monitoring minutes late, so every reading carries its
 //! `data_age` (now − the newest point's end time), and a newest point older than `maxStaleness` fails the read as
-//! [`SourceError::Stale`] instead of steering replicas on old news. The window reaches past `maxStaleness` so that a
+//! [`SourceError::Stale`](super::SourceError::Stale) instead of steering replicas on old news. The window reaches past `maxStaleness` so that a
 //! series that stopped shows up as stale, with its age, rather than as missing.
 //!
 //! Credentials are Application Default Credentials (workload identity on GKE, `GOOGLE_APPLICATION_CREDENTIALS`

@@ -5,7 +5,7 @@
 //! * **visible** (`ApproximateNumberOfMessages`): waiting for a worker; always counted.
 //! * **not visible** (`…NotVisible`): received by a worker and not yet deleted, i.e. in flight. Counted unless
 //!   `includeInFlight: false`, because the workers holding them are busy: leaving them out would scale a busy fleet
-//!   down under its own feet. Always reported as [`Reading::in_flight`].
+//!   down under its own feet. Always reported as [`Reading::in_flight`](super::Reading::in_flight).
 //! * **delayed** (`…Delayed`): sent with a delay and not deliverable yet; counted only with `includeDelayed: true`,
 //!   since no worker can take them before the delay ends.
 //!
@@ -15,7 +15,7 @@
 //! elsewhere); the region from `region`, else the queue URL's host, else that same chain. Loading the chain is
 //! async, so the client is built on the first read and kept; a build that fails (no region) is retried next poll.
 //! Every queue of one region and endpoint is read through one client (one connection pool, one credentials chain),
-//! at most [`CONCURRENT_READS`](shared::CONCURRENT_READS) requests at once.
+//! at most [`CONCURRENT_READS`](super::shared::CONCURRENT_READS) requests at once.
 //! The client never retries on its own, as the Pub/Sub source's does not: the agent polls again soon, and the SDK's
 //! backoff inside one read would turn an endpoint that refuses connections into a `timeout` instead of
 //! `unreachable`.

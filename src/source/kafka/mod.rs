@@ -25,7 +25,7 @@
 //! `auto.offset.reset`. Under the default, `latest`, what was there when the agent first saw such a partition is no
 //! lag: a consumer starting at the end will skip it, so scaling a new group on an old topic to the maximum for that
 //! history would be waste. What is produced there *after* the agent first looked counts, and sets
-//! [`Reading::wakes`]: a group with no committed offsets (a new one, or one whose offsets expired while it sat at
+//! [`Reading::wakes`](super::Reading::wakes): a group with no committed offsets (a new one, or one whose offsets expired while it sat at
 //! zero) has no member to commit, so without it the messages would pile up unseen and the Deployment would never
 //! wake. That count stays until the group commits there; workers joining under `latest` skip those messages, which
 //! is why `check` warns about `latest` and `earliest` is the usual choice for a work queue. `earliest` counts from the
