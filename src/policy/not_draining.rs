@@ -93,6 +93,19 @@ pub struct Draining {
 pub struct DrainWatch {
     samples: VecDeque<Sample>,
     smoothed: Option<(Instant, f64)>,
+    /// Once judged stuck: held until the backlog moves or completions rise, since holding the count keeps replicas
+    /// from being added and the window alone would forget the verdict.
+    stuck: Option<Stuck>,
+}
+
+/// A verdict in force.
+#[derive(Debug, Clone)]
+struct Stuck {
+    /// The backlog when judged: below it, the queue is being drained.
+    backlog: f64,
+    /// The lowest completion rate since: a rise above it (a recovered consumer) ends the verdict.
+    completions: f64,
+    why: String,
 }
 
 impl DrainWatch {
@@ -115,6 +128,16 @@ impl DrainWatch {
         while self.samples.get(1).is_some_and(|next| now.saturating_duration_since(next.at) >= config.window) {
             self.samples.pop_front();
         }
+        if let Some(stuck) = &mut self.stuck {
+            // A rise of a tenth, and of at least one job per window: a stopped consumer's smoothed rate only decays.
+            let rose = completions > stuck.completions * (1.0 + RISE) + 1.0 / config.window.as_secs_f64();
+            if backlog >= stuck.backlog && !rose {
+                stuck.completions = stuck.completions.min(completions);
+                return Some(stuck.why.clone());
+            }
+            self.stuck = None;
+            return None;
+        }
         let baseline = self.samples.front().filter(|s| now.saturating_duration_since(s.at) >= config.window)?;
         // Replicas added in the last half window may still be starting, and a replica completes nothing before its
         // first job ends: only those that have run for half a window and two job durations can prove that more
@@ -129,23 +152,31 @@ impl DrainWatch {
         // A window that began with nothing to drain, or nobody draining it (a wake from zero), proves nothing; nor
         // does one with fewer jobs than replicas (steady traffic kept up with: workers idle, completions flat because
         // arrivals are, and a replica added on a fluctuation has nothing to do).
+        // And grown by more than a job per replica: a queue that keeps up holds about its jobs in flight, which
+        // wander by a few as jobs come and go, and the completions of a queue that keeps up cannot rise above its
+        // arrivals however many replicas join.
+        let grew = backlog - baseline.backlog > f64::from(replicas);
         let stuck = never_shrank
+            && grew
             && baseline.replicas > 0
             && baseline.backlog > f64::from(baseline.replicas)
             && settled.replicas > baseline.replicas
             && completions <= baseline.completions * (1.0 + RISE) + 1e-9;
-        stuck.then(|| {
-            format!(
-                "the backlog has not shrunk in {} ({:.0} → {backlog:.0}) though replicas went from {} to {} at least \
+        if !stuck {
+            return None;
+        }
+        let why = format!(
+            "the backlog has not shrunk in {} ({:.0} → {backlog:.0}) though replicas went from {} to {} at least \
                  {} ago and completions stayed at {completions:.2}/s: more replicas do not help (a downstream \
                  limit, a poison message, a stuck partition); no scale-up until it moves",
-                humantime::format_duration(config.window),
-                baseline.backlog,
-                baseline.replicas,
-                settled.replicas,
-                humantime::format_duration(Duration::from_secs(settle.as_secs())),
-            )
-        })
+            humantime::format_duration(config.window),
+            baseline.backlog,
+            baseline.replicas,
+            settled.replicas,
+            humantime::format_duration(Duration::from_secs(settle.as_secs())),
+        );
+        self.stuck = Some(Stuck { backlog, completions, why: why.clone() });
+        Some(why)
     }
 
     /// An exponential average of the completion rate over about `constant`.
@@ -212,6 +243,21 @@ mod tests {
         }
         let said = said.expect("stuck once the added replicas had time");
         assert!(said.contains("replicas went from 9 to 13 at least 2m 30s ago"), "{said}");
+    }
+
+    #[test]
+    fn a_queue_that_keeps_up_is_not_judged_however_many_replicas_join() {
+        let config = NotDrainingConfig::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut watch = DrainWatch::default();
+        // 0.5 jobs/s of 10 s jobs from one replica up to six: the backlog is the 5 jobs in flight and a few more as
+        // they come and go, and the completions are the arrivals, flat whatever the count.
+        for tick in 0..=120 {
+            let backlog = 5.0 + (tick % 5) as f64;
+            let replicas = (1 + tick as u32 / 4).min(6);
+            assert_eq!(watch.observe(at(tick * 5), d(backlog, 0.5), replicas, &config), None, "tick {tick}");
+        }
     }
 
     #[test]

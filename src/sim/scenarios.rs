@@ -1,9 +1,9 @@
 //! The agent's own loop in the simulator, on scenarios built to break a promise: quiet scale-down interrupts no
 //! job (and falls back, saying so, at `quietTimeout`); measured wait adds capacity when jobs wait longer than
-//! `maxWait`.
+//! `maxWait`; `notDraining` stops a scale-up that cannot help, and only that one.
 
 use super::run::run_agent;
-use super::{Job, PolicyOutcome, WorldSettings, builtin};
+use super::{Job, PolicyOutcome, Stall, WorldSettings, builtin};
 use crate::config::Config;
 
 /// `simulate -c` with this config's first target over `jobs`, the Deployment starting at `minReplicas`.
@@ -75,4 +75,29 @@ fn measured_wait_raises_capacity_when_jobs_wait_longer_than_max_wait() {
         measured.p99_wait_s,
         blind.p99_wait_s
     );
+}
+
+#[test]
+fn not_draining_stops_the_scale_up_against_a_stuck_consumer_and_resumes_when_it_recovers() {
+    // 0.5 jobs/s of 10 s jobs keep 5 workers busy. From minute 20, for 15 minutes, no job progresses however many pods
+    // run (a downstream outage): the backlog grows by 30 a minute, and a policy that reads only the backlog runs up
+    // to maxReplicas, pods that cannot help.
+    let stalls = vec![Stall { from_s: 1_200.0, until_s: 2_100.0 }];
+    let run = |extra: &str| {
+        let settings = WorldSettings { stalls: stalls.clone(), ..WorldSettings::default() };
+        simulate(&config(60, 5, "", extra), steady(0.5, 10.0, 3_600.0), settings)
+    };
+    let judged = run("");
+    let blind = run("    notDraining: { enabled: false }\n");
+    let peak = |outcome: &PolicyOutcome, from_s: f64, until_s: f64| {
+        outcome.timeline.iter().filter(|s| (from_s..until_s).contains(&s.t_s)).map(|s| s.replicas).max().unwrap_or(0)
+    };
+    let (stalled, after) = ((1_200.0, 2_100.0), (2_100.0, 2_700.0));
+    assert_eq!(peak(&blind, stalled.0, stalled.1), 60, "without the rule the stall takes it to maxReplicas");
+    let plateau = peak(&judged, stalled.0, stalled.1);
+    assert!(plateau < 45, "the rule stops the scale-up during the stall: peak {plateau}");
+    // Once the consumers recover the backlog moves, and the target scales up to drain it.
+    assert!(peak(&judged, after.0, after.1) > plateau, "{} after vs {plateau} during", peak(&judged, after.0, after.1));
+    assert_eq!(judged.report.unfinished, 0);
+    assert!(judged.report.replica_seconds < blind.report.replica_seconds);
 }
