@@ -324,7 +324,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The simulator runs the agent's loop thousands of times; its per-decision logs would drown the report.
     let quiet = match cli.command {
-        Command::Simulate(_) | Command::Replay(_) | Command::Import { .. } => true,
+        Command::Simulate(_) | Command::Replay(_) | Command::Tune(_) | Command::Import { .. } => true,
         #[cfg(feature = "kube")]
         Command::Status { .. } => true,
         _ => false,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::baseline::Baseline;
 use super::compare::run_baseline;
-use super::plot::{escape, nice_axis, short_number};
+use super::plot::{escape, nice_axis, short_number, svg_start};
 use super::report::PolicyReport;
 use super::trace::Job;
 use super::world::WorldSettings;
@@ -296,10 +296,10 @@ pub fn svg(t: &TraceFrontier) -> String {
     let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let x = |v: f64| LEFT + v / x_max * w;
     let y = |v: f64| TOP + h - v / y_max * h;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} \
-         {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}: p99 wait against replica-seconds</text>\n",
+    let mut svg = svg_start(WIDTH, HEIGHT);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}: p99 wait against replica-seconds</text>",
         escape(&t.trace)
     );
     cost_wait_axes(&mut svg, (x_max, x_step), (y_max, y_step), &x, &y, "p99 wait (s)");

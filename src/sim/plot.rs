@@ -51,13 +51,7 @@ pub fn render(title: &str, outcomes: &[PolicyOutcome]) -> String {
     let end_s = outcomes.iter().filter_map(|o| o.timeline.last()).map(|s| s.t_s).fold(0.0, f64::max).max(1.0);
     let plot_width = WIDTH - LEFT - RIGHT;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} \
-         {height}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(svg, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+    let mut svg = svg_start(WIDTH, height);
     let _ = writeln!(svg, "<text x=\"{LEFT}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">{}</text>", escape(title));
     legend(&mut svg, outcomes);
 
@@ -181,6 +175,14 @@ fn per_pixel_max(samples: &[Sample], value: fn(&Sample) -> f64, end_s: f64, colu
         }
     }
     points
+}
+
+/// The opening of an SVG document of this size, on white, in the font every plot here uses.
+pub(crate) fn svg_start(width: f64, height: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} \
+         {height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    )
 }
 
 /// An axis maximum at or above `peak` and a step that divides it into at most five round intervals.

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::{Trial, Tuning, WaitStatistic};
 use crate::sim::frontier::{cost_wait_axes, pareto};
-use crate::sim::plot::{escape, nice_axis, short_number};
+use crate::sim::plot::{escape, nice_axis, short_number, svg_start};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 480.0;
@@ -37,13 +37,7 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
     let x = |v: f64| LEFT + v / x_max * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} \
-         {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">"
-    );
-    let _ = writeln!(svg, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+    let mut svg = svg_start(WIDTH, HEIGHT);
     let _ = writeln!(
         svg,
         "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">tune on {}: {} settings tried</text>",
