@@ -7,7 +7,7 @@
 //! Handles are registered once per target and source and kept, so a poll costs a few atomic stores.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics::{
@@ -15,6 +15,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::policy::latency::waiting;
 use crate::policy::{Decision, Rule};
 use crate::source::{Reading, SourceError};
 
@@ -189,7 +190,8 @@ struct SourceMetrics {
     recommended: Gauge,
     read_duration: Histogram,
     data_age: Gauge,
-    oldest_message_age: Gauge,
+    /// Registered on the source's first age: a source that never tells it has no series, rather than a 0.
+    oldest_message_age: OnceLock<Gauge>,
     active: Gauge,
     job_duration: Gauge,
     arrival_rate: Gauge,
@@ -210,7 +212,7 @@ impl TargetMetrics {
                 recommended: gauge!(RECOMMENDED_REPLICAS, "deployment" => d.clone(), "source" => s.clone()),
                 read_duration: histogram!(SOURCE_READ_DURATION, "deployment" => d.clone(), "source" => s.clone()),
                 data_age: gauge!(SOURCE_DATA_AGE, "deployment" => d.clone(), "source" => s.clone()),
-                oldest_message_age: gauge!(OLDEST_MESSAGE_AGE, "deployment" => d.clone(), "source" => s.clone()),
+                oldest_message_age: OnceLock::new(),
                 active: gauge!(SOURCE_ACTIVE, "deployment" => d.clone(), "source" => s.clone()),
                 job_duration: gauge!(JOB_DURATION, "deployment" => d.clone(), "source" => s.clone()),
                 arrival_rate: gauge!(ARRIVAL_RATE, "deployment" => d.clone(), "source" => s.clone()),
@@ -248,8 +250,18 @@ impl TargetMetrics {
                 if let Some(age) = reading.data_age {
                     source.data_age.set(age.as_secs_f64());
                 }
-                if let Some(age) = reading.oldest_message_age {
-                    source.oldest_message_age.set(age.as_secs_f64());
+                match (reading.oldest_message_age, source.oldest_message_age.get()) {
+                    (Some(age), _) => source
+                        .oldest_message_age
+                        .get_or_init(|| {
+                            let labels = [("deployment", self.deployment.clone()), ("source", source.name.clone())];
+                            gauge!(OLDEST_MESSAGE_AGE, &labels)
+                        })
+                        .set(age.as_secs_f64()),
+                    // Told before, not now: nothing waits (0), or what waits has no known age (NaN). Never the last
+                    // value, which would stand for hours on a dashboard.
+                    (None, Some(gauge)) => gauge.set(if waiting(reading) > 0.0 { f64::NAN } else { 0.0 }),
+                    (None, None) => {}
                 }
                 if let Some(partitions) = reading.uncommitted_partitions {
                     let labels = [("deployment", self.deployment.clone()), ("source", source.name.clone())];
@@ -401,5 +413,35 @@ mod tests {
             assert!(exposition.contains(&format!("{} {value}\n", series(queue))), "{queue} = {value} in\n{exposition}");
         }
         assert!(exposition.contains("queue_scaler_backlog{deployment=\"worker\",source=\"rabbitmq/jobs\"} 7\n"));
+    }
+
+    #[test]
+    fn the_oldest_age_exists_only_where_a_source_tells_it_and_never_goes_stale() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let series = |source: &str| {
+            format!("queue_scaler_oldest_message_age_seconds{{deployment=\"worker\",source=\"{source}\"}}")
+        };
+        let aged = |backlog: f64, age: Option<u64>| Reading {
+            backlog,
+            oldest_message_age: age.map(Duration::from_secs),
+            ..Reading::default()
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let target = TargetMetrics::new("worker", (0, 5), &["rabbitmq/jobs".to_owned(), "sqs/jobs".to_owned()]);
+            let read = |backlog: f64, age: Option<u64>| {
+                target.read(0, Duration::ZERO, &Ok(aged(backlog, age)));
+                target.read(1, Duration::ZERO, &Ok(aged(backlog, None)));
+                handle.render()
+            };
+            // A source that never tells the age has no series: 0 would say its oldest message has not waited.
+            let exposition = read(4.0, Some(300));
+            assert!(exposition.contains(&format!("{} 300\n", series("rabbitmq/jobs"))), "{exposition}");
+            assert!(!exposition.contains(&series("sqs/jobs")), "{exposition}");
+            // The queue empties and the broker stops telling the age: nothing waits, so 0, not the last 300.
+            assert!(read(0.0, None).contains(&format!("{} 0\n", series("rabbitmq/jobs"))));
+            // Messages wait but their age is unknown (no timestamp on them): NaN, not a value from the past.
+            assert!(read(3.0, None).contains(&format!("{} NaN\n", series("rabbitmq/jobs"))));
+        });
     }
 }
