@@ -1,8 +1,10 @@
 //! Backlog sources: one file per queue, each behind the same small trait.
 //!
 //! A source answers one question per poll — how much work is waiting — as a [`Reading`]. It knows nothing about
-//! replicas or policies; that keeps every queue type to one file and makes a new one cheap: write the file with its
-//! `Config` and reader, then add one arm to [`SourceKind`] and one to [`Source`].
+//! replicas or policies; that keeps every queue type to its own files and makes a new one cheap: write `QUEUE.rs`
+//! with its `Config` (built in every build, so `check`, `simulate` and `replay` know every queue's settings) and
+//! `QUEUE/reader.rs` with its reader and client (built with the queue's Cargo feature), then add one arm to
+//! [`SourceKind`] and one to [`Source`].
 //!
 //! Failures are typed ([`SourceError`]) so the agent can count them by kind and apply the fallback rule, and their
 //! text is scrubbed of credentials before anyone sees it.
