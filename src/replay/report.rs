@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{ReplayDecision, Tick};
 use crate::config::TargetConfig;
-use crate::policy::latency::SourceLearning;
+use crate::policy::latency::{SourceLearning, waiting};
 use crate::sim::report::PolicyReport;
 use crate::sim::world::{PolicyOutcome, Sample};
 
@@ -109,12 +109,7 @@ pub fn compare(
     let mut queue_scaler_waiting: Option<f64> = None;
     for (index, (tick, decision)) in ticks.iter().zip(decisions).enumerate() {
         live_replicas = tick.live_replicas.unwrap_or(live_replicas);
-        // A source that failed this tick keeps its last count.
-        for (waiting, reading) in waiting_by_source.iter_mut().zip(&tick.readings) {
-            if let Some(r) = reading {
-                *waiting = (r.backlog - r.in_flight.unwrap_or(0.0)).max(0.0);
-            }
-        }
+        waiting_by_source = waiting_in(tick, &waiting_by_source);
         let live_waiting: f64 = waiting_by_source.iter().sum();
         let qs_waiting = match (queue_scaler_waiting, index.checked_sub(1).map(|i| &timeline[i])) {
             (Some(before), Some(previous)) => {
@@ -190,12 +185,35 @@ fn rate(replicas: u32, job_duration_s: Option<f64>, concurrency: f64) -> f64 {
 /// Jobs that arrived between `previous` and now: the recorded rate, else what the live queue grew by plus what the
 /// live replicas worked off.
 fn arrivals(previous: &Row, tick: &Tick, live_waiting: f64, dt: f64, d: Option<f64>, concurrency: f64) -> f64 {
-    let rates: Vec<f64> = tick.readings.iter().flatten().filter_map(|r| r.arrival_rate).collect();
-    if !rates.is_empty() {
-        return rates.iter().sum::<f64>() * dt;
+    match recorded_rate(tick) {
+        Some(rate) => rate * dt,
+        None => grown_and_served(previous.live_waiting, live_waiting, previous.live_replicas, d, concurrency, dt),
     }
-    let growth = live_waiting - previous.live_waiting;
-    let served = (rate(previous.live_replicas, d, concurrency) * dt).min(previous.live_waiting + growth.max(0.0));
+}
+
+/// Jobs waiting per source at `tick`; a source without a reading (a failed read) keeps its `previous` count.
+pub(crate) fn waiting_in(tick: &Tick, previous: &[f64]) -> Vec<f64> {
+    tick.readings.iter().zip(previous).map(|(reading, before)| reading.as_ref().map_or(*before, waiting)).collect()
+}
+
+/// The arrival rate `tick` recorded, summed over its sources, when any source recorded one.
+pub(crate) fn recorded_rate(tick: &Tick) -> Option<f64> {
+    let rates: Vec<f64> = tick.readings.iter().flatten().filter_map(|r| r.arrival_rate).collect();
+    (!rates.is_empty()).then(|| rates.iter().sum())
+}
+
+/// The arrivals a queue without a recorded rate tells between two ticks, `dt` apart: what its waiting jobs grew by,
+/// from `before` to `now`, plus what `replicas` worked off meanwhile (no more than there was to work on).
+pub(crate) fn grown_and_served(
+    before: f64,
+    now: f64,
+    replicas: u32,
+    job_duration_s: Option<f64>,
+    concurrency: f64,
+    dt: f64,
+) -> f64 {
+    let growth = now - before;
+    let served = (rate(replicas, job_duration_s, concurrency) * dt).min(before + growth.max(0.0));
     (growth + served).max(0.0)
 }
 

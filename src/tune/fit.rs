@@ -13,7 +13,7 @@
 
 use crate::config::TargetConfig;
 use crate::replay::Tick;
-use crate::replay::report::job_duration;
+use crate::replay::report::{grown_and_served, job_duration, recorded_rate, waiting_in};
 use crate::sim::Job;
 
 /// Jobs rebuilt from a recording, and how.
@@ -61,15 +61,16 @@ pub fn fit(target: &TargetConfig, ticks: &[Tick]) -> Result<Fitted, FitError> {
         let (before, now) = (&pair[0], &pair[1]);
         let dt = now.time_s - before.time_s;
         let now_waiting = waiting_in(now, &waiting);
-        let rates: Vec<f64> = now.readings.iter().flatten().filter_map(|r| r.arrival_rate).collect();
-        let arrived = if rates.is_empty() {
-            from_growth += 1;
-            let growth = now_waiting.iter().sum::<f64>() - waiting.iter().sum::<f64>();
-            let served = f64::from(live_replicas) * concurrency / duration_s * dt;
-            (growth + served.min(waiting.iter().sum::<f64>() + growth.max(0.0))).max(0.0)
-        } else {
-            from_rates += 1;
-            rates.iter().sum::<f64>() * dt
+        let arrived = match recorded_rate(now) {
+            Some(rate) => {
+                from_rates += 1;
+                rate * dt
+            }
+            None => {
+                from_growth += 1;
+                let (before_sum, now_sum) = (waiting.iter().sum(), now_waiting.iter().sum());
+                grown_and_served(before_sum, now_sum, live_replicas, Some(duration_s), concurrency, dt)
+            }
         };
         carry += arrived;
         let whole = carry.floor();
@@ -98,17 +99,6 @@ pub fn fit(target: &TargetConfig, ticks: &[Tick]) -> Result<Fitted, FitError> {
         ticks.len()
     );
     Ok(Fitted { jobs, how })
-}
-
-/// Jobs waiting per source at a tick (backlog minus in-flight); a source without a reading keeps `previous`.
-fn waiting_in(tick: &Tick, previous: &[f64]) -> Vec<f64> {
-    tick.readings
-        .iter()
-        .zip(previous)
-        .map(|(reading, before)| {
-            reading.as_ref().map_or(*before, |r| (r.backlog - r.in_flight.unwrap_or(0.0)).max(0.0))
-        })
-        .collect()
 }
 
 #[cfg(test)]
