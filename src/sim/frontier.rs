@@ -232,77 +232,106 @@ const RIGHT: f64 = 130.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
-/// Axes for cost (replica-seconds, across) against a wait (up), with round ticks and grid lines; `x` and `y` map
-/// values to the drawing.
-pub(crate) fn cost_wait_axes(
-    svg: &mut String,
-    (x_max, x_step): (f64, f64),
-    (y_max, y_step): (f64, f64),
-    x: &dyn Fn(f64) -> f64,
-    y: &dyn Fn(f64) -> f64,
-    wait_label: &str,
-) {
-    let (left, top, bottom) = (x(0.0), y(y_max), y(0.0));
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{left}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#333\"/><line x1=\"{left}\" \
-         y1=\"{top}\" x2=\"{left}\" y2=\"{bottom:.1}\" stroke=\"#333\"/>",
-        x(x_max)
-    );
-    let mut tick = 0.0;
-    while tick <= x_max + x_step / 2.0 {
+/// A chart of cost (replica-seconds, across) against a wait (up): a plot area and round axes that cover both
+/// peaks, for the frontier plots and `tune --plot`.
+pub(crate) struct CostWaitFrame {
+    left: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+    /// The cost axis's maximum and step.
+    x_axis: (f64, f64),
+    /// The wait axis's maximum and step.
+    y_axis: (f64, f64),
+}
+
+impl CostWaitFrame {
+    /// The frame of the plot area `width` by `height` whose top left corner is (`left`, `top`), with axes up to
+    /// at least `cost_peak` and `wait_peak`.
+    pub(crate) fn new(left: f64, top: f64, width: f64, height: f64, cost_peak: f64, wait_peak: f64) -> CostWaitFrame {
+        CostWaitFrame { left, top, width, height, x_axis: nice_axis(cost_peak), y_axis: nice_axis(wait_peak) }
+    }
+
+    /// Where a cost is drawn across.
+    pub(crate) fn x(&self, cost: f64) -> f64 {
+        self.left + cost / self.x_axis.0 * self.width
+    }
+
+    /// Where a wait is drawn up.
+    pub(crate) fn y(&self, wait: f64) -> f64 {
+        self.top + self.height - wait / self.y_axis.0 * self.height
+    }
+
+    /// The plot area's right edge.
+    pub(crate) fn right(&self) -> f64 {
+        self.left + self.width
+    }
+
+    /// The axes, with round ticks and grid lines, and their labels.
+    pub(crate) fn axes(&self, svg: &mut String, wait_label: &str) {
+        let ((x_max, x_step), (y_max, y_step)) = (self.x_axis, self.y_axis);
+        let (x, y) = (|v: f64| self.x(v), |v: f64| self.y(v));
+        let (left, top, bottom) = (x(0.0), y(y_max), y(0.0));
         let _ = writeln!(
             svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
-            x(tick),
-            bottom + 16.0,
-            short_number(tick)
+            "<line x1=\"{left}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#333\"/><line x1=\"{left}\" \
+             y1=\"{top}\" x2=\"{left}\" y2=\"{bottom:.1}\" stroke=\"#333\"/>",
+            x(x_max)
         );
-        tick += x_step;
-    }
-    let mut tick = 0.0;
-    while tick <= y_max + y_step / 2.0 {
+        let mut tick = 0.0;
+        while tick <= x_max + x_step / 2.0 {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+                x(tick),
+                bottom + 16.0,
+                short_number(tick)
+            );
+            tick += x_step;
+        }
+        let mut tick = 0.0;
+        while tick <= y_max + y_step / 2.0 {
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#eee\"/><text x=\"{2:.1}\" \
+                 y=\"{3:.1}\" text-anchor=\"end\" fill=\"#555\">{4}</text>",
+                y(tick),
+                x(x_max),
+                left - 6.0,
+                y(tick) + 4.0,
+                short_number(tick)
+            );
+            tick += y_step;
+        }
         let _ = writeln!(
             svg,
-            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#eee\"/><text x=\"{2:.1}\" \
-             y=\"{3:.1}\" text-anchor=\"end\" fill=\"#555\">{4}</text>",
-            y(tick),
-            x(x_max),
-            left - 6.0,
-            y(tick) + 4.0,
-            short_number(tick)
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">replica-seconds</text>",
+            x(x_max / 2.0),
+            bottom + 38.0
         );
-        tick += y_step;
+        let _ = writeln!(
+            svg,
+            "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{wait_label}</text>",
+            top + (bottom - top) / 2.0
+        );
     }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">replica-seconds</text>",
-        x(x_max / 2.0),
-        bottom + 38.0
-    );
-    let _ = writeln!(
-        svg,
-        "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{wait_label}</text>",
-        top + (bottom - top) / 2.0
-    );
 }
 
 /// One trace's frontiers as SVG: p99 wait against replica-seconds, each baseline's settings joined in order of
 /// `backlogPerWorker`, queue-scaler's default and the oracle as single marks.
 pub fn svg(t: &TraceFrontier) -> String {
     let all: Vec<&Point> = t.curves.iter().flat_map(|c| &c.points).chain([&t.ours]).chain(&t.oracle).collect();
-    let (x_max, x_step) = nice_axis(all.iter().map(|p| p.replica_seconds).fold(0.0, f64::max));
-    let (y_max, y_step) = nice_axis(all.iter().map(|p| p.p99_wait_s).fold(0.0, f64::max));
-    let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let x = |v: f64| LEFT + v / x_max * w;
-    let y = |v: f64| TOP + h - v / y_max * h;
+    let cost_peak = all.iter().map(|p| p.replica_seconds).fold(0.0, f64::max);
+    let wait_peak = all.iter().map(|p| p.p99_wait_s).fold(0.0, f64::max);
+    let frame = CostWaitFrame::new(LEFT, TOP, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM, cost_peak, wait_peak);
+    let (x, y) = (|v: f64| frame.x(v), |v: f64| frame.y(v));
     let mut svg = svg_start(WIDTH, HEIGHT);
     let _ = writeln!(
         svg,
         "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}: p99 wait against replica-seconds</text>",
         escape(&t.trace)
     );
-    cost_wait_axes(&mut svg, (x_max, x_step), (y_max, y_step), &x, &y, "p99 wait (s)");
+    frame.axes(&mut svg, "p99 wait (s)");
     for (i, curve) in t.curves.iter().enumerate() {
         let colour = if curve.baseline == Baseline::Hpa { "#d62728" } else { "#ff7f0e" };
         let line: Vec<String> =

@@ -7,8 +7,8 @@
 use std::fmt::Write;
 
 use super::{Trial, Tuning, WaitStatistic};
-use crate::sim::frontier::{cost_wait_axes, pareto};
-use crate::sim::plot::{escape, nice_axis, short_number, svg_start};
+use crate::sim::frontier::{CostWaitFrame, pareto};
+use crate::sim::plot::{escape, short_number, svg_start};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 480.0;
@@ -31,11 +31,8 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
     };
     let cost_peak = tuning.trials.iter().map(|t| t.replica_seconds).fold(0.0, f64::max);
     let wait_peak = tuning.trials.iter().map(|t| t.wait_s).fold(tuning.slo.limit_s, f64::max);
-    let (x_max, x_step) = nice_axis(cost_peak);
-    let (y_max, y_step) = nice_axis(wait_peak);
-    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let x = |v: f64| LEFT + v / x_max * plot_w;
-    let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
+    let frame = CostWaitFrame::new(LEFT, TOP, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM, cost_peak, wait_peak);
+    let (x, y) = (|v: f64| frame.x(v), |v: f64| frame.y(v));
 
     let mut svg = svg_start(WIDTH, HEIGHT);
     let _ = writeln!(
@@ -51,14 +48,14 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
         statistic.trim_end_matches(" (s)"),
         short_number(tuning.slo.limit_s)
     );
-    cost_wait_axes(&mut svg, (x_max, x_step), (y_max, y_step), &x, &y, statistic);
+    frame.axes(&mut svg, statistic);
     let limit = y(tuning.slo.limit_s);
     let _ = writeln!(
         svg,
         "<line x1=\"{LEFT}\" y1=\"{limit:.1}\" x2=\"{:.1}\" y2=\"{limit:.1}\" stroke=\"#d62728\" \
          stroke-dasharray=\"6 4\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d62728\" text-anchor=\"end\">objective</text>",
-        LEFT + plot_w,
-        LEFT + plot_w - 4.0,
+        frame.right(),
+        frame.right() - 4.0,
         limit - 5.0
     );
     let line: Vec<String> =
