@@ -93,6 +93,9 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     describe();
     let revision = option_env!("QUEUE_SCALER_REVISION").unwrap_or("unknown");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "revision" => revision).set(1.0);
+    // Nobody leads until the election (or a single agent's start) says so, and the series says it from the first
+    // scrape: /readyz can turn ready before the election begins, and an alert on an absent series never fires.
+    set_leader(false);
     Ok(handle)
 }
 

@@ -67,7 +67,6 @@ impl Elector {
     /// takes over at once instead of after a full lease duration.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut leading = false;
-        crate::metrics::set_leader(false);
         loop {
             let started = Instant::now();
             let attempt = self.attempt().await;
