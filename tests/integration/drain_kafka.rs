@@ -148,12 +148,10 @@ async fn idle_worker_exits_at_once_and_leaves_the_group() {
     let log = DoneLog::default();
     let exit = workers::idle_exit(Worker::start(EXAMPLE, 1, &cluster.env(10, 25_000, &[]), &log), &log).await;
     let sent = monotonic_at(exit.at - exit.after_sigterm);
-    // The worker sent its LeaveGroup before it exited, but the mock broker, on threads of this process, may log it a
-    // moment later on a loaded machine: wait for the log to show it, timed by the broker's own receive clock.
-    let left = eventually(Duration::from_secs(10), "the worker's LeaveGroup to reach the broker", || async {
-        cluster.received(RDKafkaApiKey::LeaveGroup).into_iter().find(|&at| at >= sent)
-    })
-    .await;
+    let leaves = cluster.received(RDKafkaApiKey::LeaveGroup);
+    let left = leaves.iter().copied().find(|&at| at >= sent).unwrap_or_else(|| {
+        panic!("no LeaveGroup at or after the SIGTERM (at {sent} µs); the broker logged LeaveGroups at {leaves:?}")
+    });
     println!("kafka, idle worker: SIGTERM to LeaveGroup {}", ms(left - sent));
 }
 
@@ -176,12 +174,10 @@ async fn fetching_stops_at_sigterm_and_the_worker_leaves_the_group_once_its_job_
     let exited = monotonic_at(exit.at);
     let fetches = cluster.received(RDKafkaApiKey::Fetch);
     let last_fetch = fetches.iter().max().copied().expect("the worker fetched");
-    // The worker sent its LeaveGroup before it exited, but the mock broker, on threads of this process, may log it a
-    // moment later on a loaded machine: wait for the log to show it, timed by the broker's own receive clock.
-    let left = eventually(Duration::from_secs(10), "the worker's LeaveGroup to reach the broker", || async {
-        cluster.received(RDKafkaApiKey::LeaveGroup).into_iter().find(|&at| at >= sent)
-    })
-    .await;
+    let leaves = cluster.received(RDKafkaApiKey::LeaveGroup);
+    let left = leaves.iter().copied().find(|&at| at >= sent).unwrap_or_else(|| {
+        panic!("no LeaveGroup at or after the SIGTERM (at {sent} µs); the broker logged LeaveGroups at {leaves:?}")
+    });
     println!(
         "kafka, worker holding a 3 s job: SIGTERM to its last Fetch request {} (none after), to LeaveGroup {}, to exit {}",
         ms(last_fetch - sent),
