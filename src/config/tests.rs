@@ -406,3 +406,20 @@ fn every_row_of_the_config_error_table_is_what_check_prints() {
     assert!(rows.len() > 50, "the table has only {} rows; did the row format change?", rows.len());
     assert_eq!(checked, rows.len());
 }
+
+#[test]
+fn dotted_names_up_to_253_characters_are_accepted_for_deployments_and_leases() {
+    // Kubernetes names most objects as RFC 1123 subdomains; a DNS label rule would refuse these.
+    let longest = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+    assert_eq!(longest.len(), 253);
+    for name in ["transcoding.worker-v2", "a.b.c", longest.as_str()] {
+        let text = with("deployment: transcoding-worker", &format!("deployment: {name}"))
+            .replace("targets:", &format!("leaderElection:\n  leaseName: {name}\ntargets:"));
+        let config = Config::parse("qs.yaml", &text, env).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(config.targets[0].name(), name);
+        assert_eq!(config.leader_election.lease_name, name);
+    }
+    let too_long = format!("{longest}e");
+    let refused = errors(&with("deployment: transcoding-worker", &format!("deployment: {too_long}")));
+    assert!(refused.contains("longer than 253 characters"), "{refused}");
+}

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use hyper::Method;
 use serde_json::{Value, json};
 
 use crate::support::agent::Agent;
-use crate::support::kube_api::FakeKube;
+use crate::support::kube_api::{FakeKube, Fault, FaultKind, Gate, Kind};
 use crate::support::rabbitmq::{TestQueue, amqp_url};
 use crate::support::workers::serve_status;
 
@@ -81,14 +82,44 @@ async fn unreachable_workers_do_not_stop_the_scale_down() {
     kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20)).await.expect("scaled down anyway");
     assert_eq!(cost_of(&kube, "worker-a").as_deref(), Some("1"), "unknown load sits between idle and busy");
 
-    kube.inject(crate::support::kube_api::Fault {
-        method: None,
-        path_contains: "/pods".into(),
-        kind: crate::support::kube_api::FaultKind::Status(500),
-        times: 100,
-    });
-    kube.modify(crate::support::kube_api::Kind::Deployment, NS, "worker", |d| d["spec"]["replicas"] = json!(3));
+    kube.inject(Fault { method: None, path_contains: "/pods".into(), kind: FaultKind::Status(500), times: 100 });
+    kube.modify(Kind::Deployment, NS, "worker", |d| d["spec"]["replicas"] = json!(3));
     kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20)).await.expect("scaled down without pods");
     agent.logged("scaling down without idle-first", Duration::from_secs(5)).await;
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn idle_first_that_runs_out_of_its_budget_scales_down_anyway_and_says_so() {
+    let queue = TestQueue::new("idle-first-budget").await;
+    let kube = FakeKube::start().await;
+    kube.create_deployment(NS, "worker", 3, &[("app", "worker")]);
+    let port = crate::support::agent::free_port();
+    let mut servers = Vec::new();
+    for (pod, ip) in [("worker-a", "127.0.0.8"), ("worker-b", "127.0.0.9"), ("worker-c", "127.0.0.10")] {
+        kube.create_pod(NS, pod, &[("app", "worker")], ip);
+        servers.push(serve_status(ip, port, 0, Duration::ZERO).await);
+    }
+    // An API server that never answers the pods' deletion-cost patches: marking can never finish.
+    let gate = Gate::default();
+    kube.inject(Fault {
+        method: Some(Method::PATCH),
+        path_contains: "/pods/".into(),
+        kind: FaultKind::Hold(gate.clone()),
+        times: 100,
+    });
+    let agent = Agent::start(&kube, NS, &body(&queue.name, port), &[]).await;
+    kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: the scale-down waited for idle-first: {}", agent.logs()));
+    assert!(gate.waiting() > 0, "the pod patches were still unanswered when the scale-down was written");
+    agent
+        .logged(
+            "idle-first ran out of its time budget; scaling down with the pods marked so far",
+            Duration::from_secs(5),
+        )
+        .await;
+    gate.open();
+    agent.stop().await;
+    servers.iter().for_each(|s| s.abort());
 }

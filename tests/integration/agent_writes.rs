@@ -81,6 +81,17 @@ async fn a_deployment_changed_between_the_read_and_the_write_is_decided_again_no
     agent.stop().await;
 }
 
+/// When the Lease was created or renewed, successfully, with `agent-old` as its holder.
+fn old_leader_writes(kube: &FakeKube) -> Vec<Instant> {
+    kube.requests()
+        .iter()
+        .filter(|r| (r.method == Method::PUT || r.method == Method::POST) && r.path.contains("/leases"))
+        .filter(|r| matches!(r.status, Some(200 | 201)))
+        .filter(|r| r.body.as_ref().is_some_and(|b| b["spec"]["holderIdentity"] == "agent-old"))
+        .map(|r| r.at)
+        .collect()
+}
+
 fn pod_patches(kube: &FakeKube) -> Vec<Instant> {
     kube.requests().iter().filter(|r| r.method == Method::PATCH && r.path.contains("/pods/")).map(|r| r.at).collect()
 }
@@ -116,7 +127,12 @@ async fn a_leader_deposed_in_the_middle_of_an_idle_first_scale_down_writes_nothi
     // The standby takes over and scales down, marking the pods itself.
     kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(15)).await.expect("the new leader scales down");
     let (new_first_write, _) = kube.scale_writes(NS, "worker")[0];
-    println!("new leader's first write {:?} after the old one froze (lease 2 s)", new_first_write - paused);
+    let old_last_write = old_leader_writes(&kube).into_iter().filter(|at| *at < new_first_write).max();
+    println!(
+        "new leader's first write {:?} after the old one froze, {:?} after the old leader's last write (lease 2 s)",
+        new_first_write - paused,
+        old_last_write.map(|at| new_first_write - at)
+    );
     // What the new leader marked is put aside, so anything the old one writes from now on shows.
     for i in 0..3 {
         kube.modify(Kind::Pod, NS, &format!("worker-{i}"), |p| p["metadata"]["annotations"][COST] = json!("999"));
@@ -134,6 +150,12 @@ async fn a_leader_deposed_in_the_middle_of_an_idle_first_scale_down_writes_nothi
         old.logs()
     );
     assert_eq!(kube.scale_writes(NS, "worker").len(), 1, "only the new leader's scale write");
+    let late_renewals: Vec<_> = old_leader_writes(&kube).into_iter().filter(|at| *at > new_first_write).collect();
+    assert!(
+        late_renewals.is_empty(),
+        "the deposed leader renewed the Lease after the new leader wrote: {}",
+        old.logs()
+    );
     for i in 0..3 {
         let cost = kube.pod(NS, &format!("worker-{i}")).expect("pod")["metadata"]["annotations"][COST].clone();
         assert_eq!(cost, json!("999"), "worker-{i}");

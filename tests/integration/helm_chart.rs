@@ -10,6 +10,8 @@ mod completeness;
 mod monitoring;
 mod tool;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Value, json};
 
 use crate::support::kube_api::{FakeKube, Kind, PlainKind};
@@ -127,6 +129,38 @@ async fn the_role_grants_only_what_the_agent_uses_in_its_namespace() {
     assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": account, "namespace": "video"}]));
     let pod = &rendered.one("Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], account, "the agent runs as the bound ServiceAccount");
+}
+
+/// (API group, resource) → verbs, as the README's RBAC table lists them.
+fn readme_rbac_table() -> BTreeMap<(String, String), BTreeSet<String>> {
+    const VERBS: [&str; 6] = ["get", "list", "watch", "patch", "create", "update"];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let table = readme.split("| API group | resources | verbs |\n|---|---|---|\n").nth(1).expect("the RBAC table");
+    let ticked = |cell: &str| cell.split('`').nth(1).map(|t| t.trim_matches('"').to_owned()).expect("`name`");
+    table
+        .lines()
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let verbs = cells[3].split(|c: char| !c.is_ascii_alphabetic()).filter(|w| VERBS.contains(w));
+            ((ticked(cells[1]), ticked(cells[2])), verbs.map(str::to_owned).collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readmes_rbac_table_lists_exactly_what_the_role_grants() {
+    let (_kube, rendered) = render("video", "transcoder-scaler", &["transcoding-worker.yaml"]).await;
+    let mut granted = BTreeMap::<(String, String), BTreeSet<String>>::new();
+    for rule in rendered.one("Role")["rules"].as_array().expect("rules") {
+        let key = (
+            rule["apiGroups"][0].as_str().expect("group").to_owned(),
+            rule["resources"][0].as_str().expect("resource").to_owned(),
+        );
+        let verbs = rule["verbs"].as_array().expect("verbs").iter().map(|v| v.as_str().expect("verb").to_owned());
+        granted.entry(key).or_default().extend(verbs);
+    }
+    assert_eq!(readme_rbac_table(), granted, "README table (left) against the chart's Role (right)");
 }
 
 #[tokio::test]
