@@ -262,27 +262,42 @@ async fn no_receive_starts_after_sigterm_and_the_one_under_way_ends_within_its_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_that_stops_answering_cannot_keep_the_worker_past_grace_and_budget() {
-    let queue = TestQueue::new("drain-hung").await;
+    // The job outlives the grace: its visibility reset (the hand-back) is what hangs.
+    queue_stalls_mid_drain("drain-hung", 60_000, 1_000).await;
+}
+
+#[tokio::test]
+async fn an_ack_that_hangs_past_the_grace_exits_non_zero_within_grace_and_budget() {
+    // The job ends inside the grace: its delete (the ack) is what hangs, and it is still hanging when the grace ends.
+    queue_stalls_mid_drain("drain-hung-ack", 1_000, 2_000).await;
+}
+
+/// A worker holding one job (of `job_ms`, under a grace of `grace_ms`) is SIGTERMed while the queue stops
+/// answering: it exits 5 within grace + a 1 s budget (+3 s of slack for a loaded machine), and the job, never
+/// deleted, is done by the next worker.
+async fn queue_stalls_mid_drain(name: &str, job_ms: u64, grace_ms: u64) {
+    let queue = TestQueue::new(name).await;
     queue.send(1, 0).await;
     let link = TcpProxy::start(moto::endpoint().trim_start_matches("http://").parse().expect("moto's address")).await;
-    let mut stalled = env_with(&queue, (60_000, 1_000), &[("DRAIN_FLUSH_MS", "1000"), ("SQS_VISIBILITY_SECONDS", "3")]);
+    let mut stalled =
+        env_with(&queue, (job_ms, grace_ms), &[("DRAIN_FLUSH_MS", "1000"), ("SQS_VISIBILITY_SECONDS", "3")]);
     stalled.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
     stalled.push(("AWS_ENDPOINT_URL".to_owned(), format!("http://127.0.0.1:{}", link.port)));
     let log = DoneLog::default();
-    let (grace, budget) = (Duration::from_millis(1_000), Duration::from_millis(1_000));
+    let (grace, budget) = (Duration::from_millis(grace_ms), Duration::from_millis(1_000));
     let worker = Worker::start(EXAMPLE, 1, &stalled, &log);
     worker.holding(1, Duration::from_secs(30)).await;
     link.stall();
     let exit = tokio::time::timeout(Duration::from_secs(30), worker.terminate()).await.expect("exits").expect("task");
     println!(
-        "sqs, queue stalled: exit {:?} after SIGTERM, code {:?} ({:?})",
+        "sqs, queue stalled ({job_ms} ms job, {grace_ms} ms grace): exit {:?} after SIGTERM, code {:?} ({:?})",
         exit.after_sigterm,
         exit.code(),
         exit.summary
     );
     assert_eq!(exit.code(), Some(queue_scaler::drain::EXIT_FLUSH_TIMEOUT), "{exit:?}");
     assert!(exit.after_sigterm < grace + budget + Duration::from_secs(3), "{exit:?}");
-    // The visibility reset went nowhere: the message comes back when its last renewal runs out.
+    // Neither the delete nor the visibility reset got through: the message comes back when its last renewal runs out.
     link.down();
     let second = Worker::start(EXAMPLE, 2, &env(&queue, 10, 25_000), &log);
     let (by, _) = workers::done_by(&log, "job-0", Duration::from_secs(30)).await;
