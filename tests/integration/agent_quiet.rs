@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use queue_scaler::target::workload::PROTECT_EVERY;
+
 use crate::support::agent::{Agent, free_port};
 use crate::support::eventually;
 use crate::support::kube_api::FakeKube;
@@ -19,8 +21,12 @@ const JOB_MS: u64 = 5_000;
 /// The agent's config: the queue's ready messages only (a busy fleet looks idle: the case quiet is for), down at
 /// once, quiet scale-down on the workers' port with their token.
 fn body(queue: &str, port: u16, token_file: &str) -> String {
+    body_with(queue, port, token_file, "30m")
+}
+
+fn body_with(queue: &str, port: u16, token_file: &str, quiet_timeout: &str) -> String {
     format!(
-        "pollInterval: 250ms\ntargets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 5\n    behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    scaleDown: {{quiet: true, workerMetricsPort: {port}, tokenFile: {token_file}}}\n    sources:\n      - {{type: rabbitmq, url: '{}', queue: {queue}, backlogPerWorker: 1}}\n",
+        "pollInterval: 250ms\ntargets:\n  - deployment: worker\n    minReplicas: 1\n    maxReplicas: 5\n    behavior: {{scaleDown: {{stabilizationWindowSeconds: 0}}}}\n    scaleDown: {{quiet: true, quietTimeout: {quiet_timeout}, workerMetricsPort: {port}, tokenFile: {token_file}}}\n    sources:\n      - {{type: rabbitmq, url: '{}', queue: {queue}, backlogPerWorker: 1}}\n",
         amqp_url()
     )
 }
@@ -36,6 +42,11 @@ struct Fleet {
 
 /// Three workers as pods `worker-0..2` at 127.0.6.{1,2,3}, each holding one 5 s job, created oldest to youngest.
 async fn busy_fleet() -> Fleet {
+    busy_fleet_with(JOB_MS).await
+}
+
+/// [`busy_fleet`] with jobs of `job_ms`.
+async fn busy_fleet_with(job_ms: u64) -> Fleet {
     let queue = TestQueue::new("quiet").await;
     let kube = FakeKube::start().await;
     kube.create_deployment(NS, "worker", 3, &[("app", "worker")]);
@@ -47,7 +58,7 @@ async fn busy_fleet() -> Fleet {
     for i in 0..3 {
         let ip = format!("127.0.6.{}", i + 1);
         kube.create_pod(NS, &format!("worker-{i}"), &[("app", "worker")], &ip);
-        let mut env = timed(&[("AMQP_URL".into(), amqp_url()), ("QUEUE".into(), queue.name.clone())], JOB_MS, 10_000);
+        let mut env = timed(&[("AMQP_URL".into(), amqp_url()), ("QUEUE".into(), queue.name.clone())], job_ms, 10_000);
         env.extend([
             ("WORKER_METRICS_ADDR".to_owned(), format!("{ip}:{port}")),
             ("CONCURRENCY".to_owned(), "1".to_owned()),
@@ -62,6 +73,15 @@ async fn busy_fleet() -> Fleet {
         worker.holding(1, Duration::from_secs(20)).await;
     }
     Fleet { kube, queue, workers, log, port, token_file }
+}
+
+fn quiet_pods(step: &str) -> String {
+    format!("queue_scaler_quiet_pods_total{{deployment=\"worker\",step=\"{step}\"}}")
+}
+
+/// The reasons of the Events about the Deployment, oldest first.
+fn event_reasons(kube: &FakeKube) -> Vec<String> {
+    kube.events(NS).iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect()
 }
 
 fn cost(kube: &FakeKube, pod: &str) -> Option<String> {
@@ -98,8 +118,9 @@ async fn a_scale_down_quiets_the_youngest_workers_and_lowers_replicas_only_when_
     println!(
         "timeline: quieted at {quieted_at:?}, jobs of the quiet workers done at {one:?} and {two:?}, replicas 3 -> 1 written at {written_at:?}"
     );
-    let removed = "queue_scaler_quiet_pods_total{deployment=\"worker\",step=\"removed\"}";
-    assert_eq!(agent.metric(removed).await, Some(2.0));
+    assert_eq!(agent.metric(&quiet_pods("removed")).await, Some(2.0));
+    assert_eq!(agent.metric(&quiet_pods("quieted")).await, Some(2.0));
+    assert_eq!(event_reasons(&fleet.kube), ["Quieting", "SuccessfulRescale"], "what kubectl get events shows");
     agent.stop().await;
     drop(fleet.workers);
 }
@@ -114,6 +135,8 @@ async fn a_backlog_that_rises_while_workers_are_quiet_resumes_them_and_adds_no_p
     fleet.queue.publish(3, 3).await;
     agent.logged("the decision rose again: resumed 2 quiet worker(s)", Duration::from_secs(10)).await;
     assert_eq!(cost(&fleet.kube, "worker-2").as_deref(), Some("0"), "back to a neutral deletion cost");
+    assert_eq!(agent.metric(&quiet_pods("resumed")).await, Some(2.0));
+    assert!(event_reasons(&fleet.kube).contains(&"QuietResumed".to_owned()), "{:?}", fleet.kube.events(NS));
     // The resumed workers take jobs again: all six are done, by all three workers.
     eventually(Duration::from_secs(30), "all six jobs done", || async {
         (fleet.log.lock().expect("log").len() >= 6).then_some(())
@@ -159,7 +182,46 @@ async fn busy_pods_are_marked_against_node_consolidation_and_idle_ones_are_not()
     assert_eq!(annotation("worker-busy", "cluster-autoscaler.kubernetes.io/safe-to-evict").as_deref(), Some("false"));
     assert_eq!(annotation("worker-idle", "karpenter.sh/do-not-disrupt"), None, "an idle pod may be moved");
     assert!(kube.scale_writes(NS, "worker").is_empty());
-    agent.stop().await;
+    // The busy worker finishes its jobs: the mark is lifted at the next protection pass (every 30 s), so
+    // consolidation may move it again.
     busy.abort();
+    let _ = busy.await;
+    let now_idle = crate::support::workers::serve_status("127.0.7.1", port, 0, Duration::ZERO).await;
+    eventually(PROTECT_EVERY + Duration::from_secs(15), "the mark lifted from the now idle pod", || async {
+        let lifted = annotation("worker-busy", "karpenter.sh/do-not-disrupt").is_none()
+            && annotation("worker-busy", "cluster-autoscaler.kubernetes.io/safe-to-evict").is_none();
+        lifted.then_some(())
+    })
+    .await;
+    agent.stop().await;
+    now_idle.abort();
     idle.abort();
+}
+
+#[tokio::test]
+async fn quiet_workers_still_busy_at_quiet_timeout_are_removed_anyway_and_the_agent_says_so() {
+    // Jobs of a minute against a quietTimeout of 2 s.
+    let fleet = busy_fleet_with(60_000).await;
+    let token = fleet.token_file.path().display().to_string();
+    let agent = Agent::start(&fleet.kube, NS, &body_with(&fleet.queue.name, fleet.port, &token, "2s"), &[]).await;
+    agent.logged("told 2 worker(s) to go quiet", Duration::from_secs(20)).await;
+    let quieted = Instant::now();
+    fleet.kube.wait_until_replicas(NS, "worker", 1, Duration::from_secs(20)).await.expect("scaled down at the timeout");
+    assert!(
+        quieted.elapsed() >= Duration::from_secs(2),
+        "written {:?} after quieting, before the timeout",
+        quieted.elapsed()
+    );
+    agent
+        .logged("quietTimeout (2s) ran out with 2 quiet worker(s) still holding 2 job(s)", Duration::from_secs(5))
+        .await;
+    assert_eq!(agent.metric(&quiet_pods("timed_out")).await, Some(2.0));
+    let warnings: Vec<_> = fleet.kube.events(NS).into_iter().filter(|e| e["reason"] == "QuietTimeout").collect();
+    assert_eq!(warnings.len(), 1, "{:?}", fleet.kube.events(NS));
+    assert_eq!(warnings[0]["type"], "Warning");
+    // The quiet pods go first: the oldest, still taking jobs, stays.
+    assert_eq!(cost(&fleet.kube, "worker-0"), None);
+    assert_eq!(cost(&fleet.kube, "worker-1").as_deref(), Some("-1000"));
+    agent.stop().await;
+    drop(fleet.workers);
 }
