@@ -253,3 +253,84 @@ async fn an_endpoint_out_of_file_descriptors_waits_between_accepts_instead_of_sp
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(used < Duration::from_millis(300), "the accept loop spun: {used:?} of CPU in 1 s");
 }
+
+/// Set in the environment of a copy of this test binary that plays a worker whose `main` never reaches `wait()`.
+const NEVER_WAITS: &str = "QS_TEST_WORKER_NEVER_WAITS";
+const CHILD_TEST: &str = "drain_hostile::a_worker_whose_main_never_reaches_wait_still_exits";
+
+/// The worker: installs the drain (grace 500 ms, flush budget 500 ms), takes one job whose hand-back never ends, says
+/// so, and blocks its thread for good — as a `main` stuck in a blocking call would. On the test's current-thread
+/// runtime that also stops every task: only the drain's own threads are left to end the process.
+async fn worker_that_never_waits() -> ! {
+    let drain = queue_scaler::drain::Drain::builder()
+        .grace(Duration::from_millis(500))
+        .flush_budget(Duration::from_millis(500))
+        .install()
+        .expect("install the drain");
+    let permit = drain.next_job(async { 1 }).await.expect("a permit");
+    let _held = permit.start(std::future::pending::<Result<(), &'static str>>);
+    println!("holding a job");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Starts the worker above, waits until it holds its job, sends `signals` 100 ms apart, and returns its exit code
+/// and how long after the first signal it exited.
+async fn run_worker_that_never_waits(signals: &[&str]) -> (Option<i32>, Duration, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+        .env(NEVER_WAITS, "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut output = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            output.push_str(&line);
+            output.push('\n');
+            if line.ends_with("holding a job") {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the worker never took its job: {output}"));
+    let pid = child.id().expect("running").to_string();
+    let first = Instant::now();
+    for signal in signals {
+        let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(sent.success(), "SIG{signal} delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the worker never exited after {signals:?}: {output}"))
+        .expect("exit status");
+    let took = first.elapsed();
+    while let Ok(Some(line)) = lines.next_line().await {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    (status.code(), took, output)
+}
+
+#[tokio::test]
+async fn a_worker_whose_main_never_reaches_wait_still_exits() {
+    if std::env::var_os(NEVER_WAITS).is_some() {
+        worker_that_never_waits().await;
+    }
+    // One SIGTERM: the watchdog ends it when grace and budget are spent, with the summary line.
+    let (code, took, output) = run_worker_that_never_waits(&["TERM"]).await;
+    println!("never waits, one SIGTERM: exit {code:?} after {took:?}");
+    assert_eq!(code, Some(queue_scaler::drain::EXIT_FLUSH_TIMEOUT), "{output}");
+    assert!(took >= Duration::from_secs(1), "exited {took:?} after SIGTERM, before grace + budget");
+    assert!(output.contains("drain: 0 finished, 0 handed back, 0 failed, 1 unresolved"), "{output}");
+    // Three signals: the second cuts the grace, the third (during the flush) ends it at once.
+    let (code, took, output) = run_worker_that_never_waits(&["TERM", "TERM", "INT"]).await;
+    println!("never waits, three signals: exit {code:?} after {took:?}");
+    assert_eq!(code, Some(queue_scaler::drain::EXIT_COLD), "{output}");
+}
