@@ -131,9 +131,10 @@ enum Command {
     Replay(ReplayArgs),
     /// Search the simulator for the cheapest settings that meet a wait objective, and print them as a config diff.
     ///
-    /// Tries backlogPerWorker, latencyTarget.maxWait (in latency mode) and the scale-down window on a coarse grid,
-    /// then around the cheapest setting that met the objective; the configured settings are always tried, so the
-    /// answer never costs more replica-seconds than they do when they meet it.
+    /// Tries backlogPerWorker, latencyTarget.maxWait (in latency mode, and backlog mode instead), the scale-down
+    /// window and idle-first removal on a coarse grid, then around the cheapest setting that met the objective; the
+    /// configured settings are always tried, so the answer never costs more replica-seconds than they do when they
+    /// meet it.
     Tune(TuneArgs),
     /// Turn KEDA ScaledObjects (with their TriggerAuthentications) and autoscaling/v2 HPAs into a config.
     ///
@@ -578,6 +579,18 @@ fn tune(args: &TuneArgs) -> anyhow::Result<String> {
     } else {
         let file = args.config.display();
         out.push_str(&format!("--- {file}\n+++ {file} (tuned)\n{}", best.settings.diff(&configured.settings, target)));
+        if best.settings.idle_first && !configured.settings.idle_first {
+            out.push_str(
+                "note: scaleDown.idleFirst asks each worker's /status (the drain library's endpoint, on \
+                 scaleDown.workerMetricsPort) before a scale-down; without it the ReplicaSet removes busy workers and \
+                 their jobs start over, and this result does not hold\n",
+            );
+        }
+        if best.settings.max_wait_s.is_none() && configured.settings.max_wait_s.is_some() {
+            out.push_str(
+                "note: without latencyTarget the target is in backlog mode: backlogPerWorker alone sets the count\n",
+            );
+        }
     }
     Ok(out)
 }

@@ -82,10 +82,14 @@ impl Slo {
 pub struct Settings {
     /// Every source's `backlogPerWorker`.
     pub backlog_per_worker: f64,
-    /// `latencyTarget.maxWait`, in latency mode.
+    /// `latencyTarget.maxWait`, in latency mode; `None` is backlog mode (a latency-mode config may be tuned into it).
     pub max_wait_s: Option<f64>,
     /// `scaleDownPolicy.delay` (latency mode) or `behavior.scaleDown.stabilizationWindowSeconds`.
     pub scale_down_window_s: u32,
+    /// Whether scale-down removes idle workers first (`scaleDown.idleFirst`, or `quiet`, which orders pods the same
+    /// way). Long jobs make this the setting that matters most: removing a busy worker hands its job back to start
+    /// over.
+    pub idle_first: bool,
 }
 
 impl Settings {
@@ -99,6 +103,7 @@ impl Settings {
             backlog_per_worker: target.sources.first().map_or(1.0, |s| s.backlog_per_worker),
             max_wait_s: target.latency_target.map(|l| l.max_wait.as_secs_f64()),
             scale_down_window_s: window,
+            idle_first: target.scale_down.idle_first || target.scale_down.quiet,
         }
     }
 
@@ -108,8 +113,13 @@ impl Settings {
         for source in &mut tuned.sources {
             source.backlog_per_worker = self.backlog_per_worker;
         }
-        if let (Some(latency), Some(max_wait_s)) = (&mut tuned.latency_target, self.max_wait_s) {
-            latency.max_wait = Duration::from_secs_f64(max_wait_s);
+        match (&mut tuned.latency_target, self.max_wait_s) {
+            (Some(latency), Some(max_wait_s)) => latency.max_wait = Duration::from_secs_f64(max_wait_s),
+            (latency, None) => *latency = None,
+            (None, Some(_)) => {}
+        }
+        if self.idle_first && !tuned.scale_down.quiet {
+            tuned.scale_down.idle_first = true;
         }
         let window = Duration::from_secs(u64::from(self.scale_down_window_s));
         match tuned.effective_scale_down_policy() {
@@ -133,22 +143,39 @@ impl Settings {
                 ));
             }
         }
-        if let (Some(before), Some(after)) = (from.max_wait_s, self.max_wait_s)
-            && before != after
-        {
-            diff.push_str(&format!("-   latencyTarget.maxWait: {before}s\n+   latencyTarget.maxWait: {after}s\n"));
+        match (from.max_wait_s, self.max_wait_s) {
+            (Some(before), Some(after)) if before != after => {
+                diff.push_str(&format!("-   latencyTarget.maxWait: {before}s\n+   latencyTarget.maxWait: {after}s\n"));
+            }
+            (Some(before), None) => {
+                diff.push_str(&format!("-   latencyTarget.maxWait: {before}s\n+   latencyTarget: null\n"));
+            }
+            _ => {}
         }
-        if self.scale_down_window_s != from.scale_down_window_s {
-            let key = if target.effective_scale_down_policy().is_some() {
-                "scaleDownPolicy.delay"
-            } else {
-                "behavior.scaleDown.stabilizationWindowSeconds"
-            };
-            let (before, after) = (from.scale_down_window_s, self.scale_down_window_s);
-            let unit = if key.ends_with("delay") { "s" } else { "" };
-            diff.push_str(&format!("-   {key}: {before}{unit}\n+   {key}: {after}{unit}\n"));
+        let (from_key, key) = (window_key(&from.applied_to(target)), window_key(&self.applied_to(target)));
+        if self.scale_down_window_s != from.scale_down_window_s || from_key != key {
+            let unit = |key: &str| if key.ends_with("delay") { "s" } else { "" };
+            diff.push_str(&format!(
+                "-   {from_key}: {}{}\n+   {key}: {}{}\n",
+                from.scale_down_window_s,
+                unit(from_key),
+                self.scale_down_window_s,
+                unit(key)
+            ));
+        }
+        if self.idle_first && !from.idle_first {
+            diff.push_str("-   scaleDown.idleFirst: false\n+   scaleDown.idleFirst: true\n");
         }
         diff
+    }
+}
+
+/// Where `target`'s scale-down window is set.
+fn window_key(target: &TargetConfig) -> &'static str {
+    if target.effective_scale_down_policy().is_some() {
+        "scaleDownPolicy.delay"
+    } else {
+        "behavior.scaleDown.stabilizationWindowSeconds"
     }
 }
 
@@ -227,31 +254,48 @@ pub fn tune(simulation: &Simulation, slo: Slo, progress: &mut dyn FnMut(f64)) ->
 }
 
 /// Rounds of refinement after the grid.
-const REFINEMENTS: usize = 2;
+const REFINEMENTS: usize = 3;
 
 fn cheapest(trials: &[Trial]) -> Option<Trial> {
     trials.iter().filter(|t| t.meets).min_by(|a, b| a.replica_seconds.total_cmp(&b.replica_seconds)).copied()
 }
 
-/// A few values of each setting around the objective's scale: a wait target below the bound, backlogs per worker
-/// from tight to loose, and windows from short to the HPA's 300 s.
+/// A few values of each setting around the objective's scale: a wait target below the bound (and backlog mode, for
+/// a latency-mode config), backlogs per worker from tight to loose, windows from short to the HPA's 300 s, and
+/// idle-first removal on as well as as configured.
 fn coarse_grid(configured: &Settings, slo: &Slo) -> Vec<Settings> {
     let max_waits: Vec<Option<f64>> = match configured.max_wait_s {
-        Some(_) => [0.25, 0.5, 0.9].iter().map(|f| Some((slo.limit_s * f).round().max(1.0))).collect(),
+        Some(_) => [0.25, 0.5, 0.9].iter().map(|f| Some((slo.limit_s * f).round().max(1.0))).chain([None]).collect(),
         None => vec![None],
     };
+    let configured_per_worker = configured.backlog_per_worker;
+    let per_worker = [
+        configured_per_worker / 4.0,
+        configured_per_worker / 2.0,
+        configured_per_worker,
+        (configured_per_worker * 4.0).ceil(),
+    ];
+    let removals = if configured.idle_first { vec![true] } else { vec![false, true] };
     let mut grid = Vec::new();
-    for backlog_per_worker in [configured.backlog_per_worker, (configured.backlog_per_worker * 4.0).ceil()] {
+    for backlog_per_worker in per_worker.map(rounded_per_worker) {
         for max_wait_s in &max_waits {
             for scale_down_window_s in [15, 60] {
-                let settings = Settings { backlog_per_worker, max_wait_s: *max_wait_s, scale_down_window_s };
-                if settings != *configured && !grid.contains(&settings) {
-                    grid.push(settings);
+                for &idle_first in &removals {
+                    let settings =
+                        Settings { backlog_per_worker, max_wait_s: *max_wait_s, scale_down_window_s, idle_first };
+                    if settings != *configured && !grid.contains(&settings) {
+                        grid.push(settings);
+                    }
                 }
             }
         }
     }
     grid
+}
+
+/// A `backlogPerWorker` worth writing in a config: two decimals, at least 0.1.
+fn rounded_per_worker(value: f64) -> f64 {
+    ((value * 100.0).round() / 100.0).max(0.1)
 }
 
 /// Settings one step away in each direction on each axis.
@@ -260,7 +304,7 @@ fn neighbours(settings: &Settings, step: f64) -> Vec<Settings> {
     let mut around = Vec::new();
     for up in [false, true] {
         around.push(Settings {
-            backlog_per_worker: scale(settings.backlog_per_worker, up).round().max(1.0),
+            backlog_per_worker: rounded_per_worker(scale(settings.backlog_per_worker, up)),
             ..*settings
         });
         if let Some(max_wait_s) = settings.max_wait_s {

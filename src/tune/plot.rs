@@ -98,8 +98,9 @@ pub fn render(trace: &str, tuning: &Tuning) -> String {
 fn describe(trial: &Trial) -> String {
     let s = &trial.settings;
     let max_wait = s.max_wait_s.map_or(String::new(), |m| format!(", maxWait {m}s"));
+    let idle_first = if s.idle_first { ", idle first" } else { "" };
     format!(
-        "backlogPerWorker {}{max_wait}, scale-down window {}s: {:.1}s, {:.0} replica-seconds",
+        "backlogPerWorker {}{max_wait}, scale-down window {}s{idle_first}: {:.1}s, {:.0} replica-seconds",
         s.backlog_per_worker, s.scale_down_window_s, trial.wait_s, trial.replica_seconds
     )
 }
@@ -110,7 +111,12 @@ mod tests {
     use crate::tune::{Settings, Slo};
 
     fn trial(replica_seconds: f64, wait_s: f64, meets: bool) -> Trial {
-        let settings = Settings { backlog_per_worker: replica_seconds, max_wait_s: None, scale_down_window_s: 60 };
+        let settings = Settings {
+            backlog_per_worker: replica_seconds,
+            max_wait_s: None,
+            scale_down_window_s: 60,
+            idle_first: false,
+        };
         Trial { settings, wait_s, replica_seconds, meets }
     }
 

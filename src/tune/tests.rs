@@ -24,6 +24,15 @@ fn apply_diff(target: &TargetConfig, diff: &str) -> TargetConfig {
                 let index: usize = k["sources[".len()..k.find(']').expect("index")].parse().expect("index");
                 tuned.sources[index].backlog_per_worker = value.parse().expect("a number");
             }
+            "latencyTarget" => {
+                assert_eq!(value, "null", "latency mode is only ever switched off");
+                tuned.latency_target = None;
+            }
+            "behavior.scaleDown.stabilizationWindowSeconds" => {
+                let rules = tuned.behavior.scale_down.get_or_insert_with(Default::default);
+                rules.stabilization_window_seconds = Some(value.parse().expect("seconds"));
+            }
+            "scaleDown.idleFirst" => tuned.scale_down.idle_first = value.parse().expect("a boolean"),
             "latencyTarget.maxWait" => {
                 tuned.latency_target.as_mut().expect("latency mode").max_wait = Duration::from_secs_f64(seconds())
             }
@@ -107,6 +116,13 @@ fn tunes_on_off() {
 #[test]
 fn tunes_heavy_tail() {
     tunes("heavy-tail");
+}
+
+/// Jobs of 5–40 minutes: no wait target or window keeps the p99 under 2 minutes while busy workers are removed and
+/// their jobs start over; idle-first removal, in backlog mode, does.
+#[test]
+fn tunes_long_jobs() {
+    tunes("long-jobs");
 }
 
 #[test]
