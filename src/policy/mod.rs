@@ -44,6 +44,7 @@ use burst::{BurstConfig, BurstState, Interval};
 use latency::{Estimates, LatencyTarget, SourceLearning};
 use not_draining::{DrainWatch, Draining, NotDrainingConfig};
 pub use observation::Reading;
+use scale_down_policy::{ScaleDownPolicy, SmallSteps};
 use schedule::CompiledSchedule;
 
 /// The HPA's default tolerance: no change while usage is within 10 % of the target.
@@ -103,11 +104,13 @@ pub enum Rule {
     NotDraining,
     /// Latency mode with the capacity for waiting jobs raised because the oldest message waited past `maxWait`.
     MeasuredWait,
+    /// A small scale-down (under `scaleDownPolicy.smallStepPercent` of the count) waits `smallStepDelay`.
+    ScaleDownDeferred,
 }
 
 impl Rule {
     /// Every rule, for metrics that must reset the others.
-    pub const ALL: [Rule; 23] = [
+    pub const ALL: [Rule; 24] = [
         Rule::SourceRecommendation,
         Rule::WithinTolerance,
         Rule::SourceFailing,
@@ -131,6 +134,7 @@ impl Rule {
         Rule::ScalingDisabled,
         Rule::NotDraining,
         Rule::MeasuredWait,
+        Rule::ScaleDownDeferred,
     ];
 
     /// A stable CamelCase code, in the style of the HPA's condition reasons.
@@ -159,6 +163,7 @@ impl Rule {
             Rule::ScalingDisabled => "ScalingDisabled",
             Rule::NotDraining => "NotDraining",
             Rule::MeasuredWait => "MeasuredWait",
+            Rule::ScaleDownDeferred => "ScaleDownDeferred",
         }
     }
 }
@@ -248,6 +253,9 @@ pub struct Autoscaler {
     cooldown: Option<std::time::Duration>,
     /// When a source was last above `activation`, for `cooldownPeriod`.
     last_active: Option<Instant>,
+    /// `scaleDownPolicy` in force (latency mode's default, or as written), and its small steps' wait.
+    scale_down_policy: Option<ScaleDownPolicy>,
+    small_steps: SmallSteps,
 }
 
 struct SourceRule {
@@ -315,6 +323,8 @@ impl Autoscaler {
             keep_busy: target.effective_scale_down_policy().is_some_and(|p| p.keep_busy),
             cooldown: target.cooldown_period,
             last_active: None,
+            scale_down_policy: target.effective_scale_down_policy(),
+            small_steps: SmallSteps::default(),
         }
     }
 
@@ -388,6 +398,11 @@ impl Autoscaler {
         if self.keep_busy {
             keep_busy_replicas(current, readings, self.concurrency(), &mut draft);
         }
+        if let Some(policy) = &self.scale_down_policy
+            && let Some(why) = self.small_steps.defer(policy, now, current, draft.replicas)
+        {
+            draft.bind(current, Rule::ScaleDownDeferred, why);
+        }
 
         // Floors and maxReplicas bypass behavior, as minReplicas and maxReplicas do in the HPA.
         if draft.replicas < floor.replicas {
@@ -413,6 +428,7 @@ impl Autoscaler {
     /// reading taken after a manual hold ends can never drop the count faster than `behavior` allows over a full
     /// window.
     pub fn restart_windows(&mut self, now: Instant, current: u32) {
+        self.small_steps = SmallSteps::default();
         match &mut self.behavior {
             Some(behavior) => behavior.reseed(now, current),
             None => self.behavior = Some(BehaviorState::seeded(now, current)),

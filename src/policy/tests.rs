@@ -709,3 +709,42 @@ fn a_measured_wait_past_max_wait_adds_capacity_until_it_falls_back() {
     let mut capped = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", GENEROUS_SCALE_UP), 1);
     assert_eq!(capped.at(0, &[aged(3600)]).desired, 20);
 }
+
+#[test]
+fn a_small_scale_down_waits_four_minutes_and_a_large_one_only_the_window() {
+    // 10 s jobs, nothing waiting: the arrival rate alone sets the count. 1.6 jobs/s keep 16 busy, four fewer than
+    // the 20 running (past the 10 % tolerance): a step under a quarter of 20, so it waits until 16 have been wanted
+    // for 240 s.
+    let mut run = Run::new(&latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", ""), 20);
+    let mut first_deferred = None;
+    let mut taken_at = None;
+    for tick in 0..80 {
+        let d = run.at(tick * 5, &[observed(16.0, 16.0, Some(1.6))]);
+        if d.reason.rule == Rule::ScaleDownDeferred {
+            first_deferred.get_or_insert(tick * 5);
+            assert!(d.reason.message.contains("a step under 25% of 20 waits 240s"), "{}", d.reason);
+        }
+        if d.desired < 20 {
+            taken_at = Some(tick * 5);
+            assert_eq!(d.desired, 16, "{}", d.reason);
+            break;
+        }
+    }
+    let (first, taken) = (first_deferred.expect("deferred"), taken_at.expect("taken at last"));
+    assert_eq!(taken - first, 240, "deferred from {first} s, taken at {taken} s");
+    // From 16, 0.8 jobs/s want 8: as the smoothed rate falls, a quarter or more goes in one step as soon as the
+    // window allows, not four minutes later.
+    let start = taken + 5;
+    let quarter_gone =
+        (0..40).map(|tick| run.at(start + tick * 5, &[observed(8.0, 8.0, Some(0.8))]).desired).position(|n| n <= 12);
+    // The smoothed rate takes about a minute to fall a quarter, then the 30 s window: well before 240 s.
+    assert!(quarter_gone.is_some_and(|tick| tick * 5 <= 90), "a quarter of 16 went only at tick {quarter_gone:?}");
+}
+
+#[test]
+fn small_step_percent_zero_takes_every_step_after_the_window() {
+    let config = latency(1, 50, "{maxWait: 60s, jobDuration: 10s}", "  scaleDownPolicy: {smallStepPercent: 0}\n");
+    let mut run = Run::new(&config, 20);
+    let taken = (0..20).map(|tick| run.at(tick * 5, &[observed(16.0, 16.0, Some(1.6))])).position(|d| d.desired == 16);
+    assert!(taken.is_some_and(|tick| tick * 5 <= 35), "taken at tick {taken:?}");
+}
