@@ -360,3 +360,48 @@ async fn groups_on_one_cluster_share_one_client_and_a_missing_topic_fails_alone(
     let now = threads();
     assert!(now <= with_one_client + 2, "twelve groups cost the threads of one client: {with_one_client} → {now}");
 }
+
+/// Now on the wall clock, in Unix milliseconds, as Kafka's timestamps count.
+fn now_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("fits")
+}
+
+#[tokio::test]
+async fn the_oldest_message_age_is_the_timestamp_of_the_next_record_a_group_reads() {
+    let cluster = TestCluster::new();
+    cluster.topic("aged", 3);
+    let now = now_millis();
+    let seconds_ago = |s: i64| now - s * 1_000;
+    // Partition 0: two old records already read, the next one 10 s old. Partition 1: the next one 90 s old.
+    // Partition 2: an old record already read, nothing waiting.
+    cluster.produce_at("aged", 0, &[seconds_ago(300), seconds_ago(300), seconds_ago(10)]);
+    cluster.produce_at("aged", 1, &[seconds_ago(90), seconds_ago(1)]);
+    cluster.produce_at("aged", 2, &[seconds_ago(1_000)]);
+    cluster.commit(GROUP, "aged", [(0, 2), (1, 0), (2, 1)]);
+    // Another group on the same topic, further along partition 1, read in the same batches on the same client.
+    cluster.commit("further-along", "aged", [(0, 3), (1, 1), (2, 1)]);
+    cluster.commit("idle", "aged", [(0, 3), (1, 2), (2, 1)]);
+
+    let clients = Clients::new();
+    let on = |group: &str| Kafka::shared(Config::new(&cluster.brokers(), group), TIMEOUT, &clients);
+    let (behind, further, idle) = (on(GROUP), on("further-along"), on("idle"));
+    let age = |reading: Result<Reading, SourceError>| reading.expect("read").oldest_message_age;
+    // The records are read in the background: the first reads do not wait for them, and know no age yet.
+    let started = Instant::now();
+    let (first_behind, first_idle) = tokio::join!(behind.read(), idle.read());
+    let first_read = started.elapsed();
+    assert_eq!(age(first_idle), Some(Duration::ZERO), "nothing waits: no record needed");
+    let first_behind = age(first_behind);
+    // A partition whose own next record is not read yet borrows an earlier record's time there (too old, never too
+    // young) until it is; within a few reads every group has its own.
+    let within = |age: Duration, from: u64, to: u64| age >= Duration::from_secs(from) && age < Duration::from_secs(to);
+    let (behind_age, further_age) = crate::support::eventually(Duration::from_secs(20), "the ages read", || async {
+        let (a, b) = tokio::join!(behind.read(), further.read());
+        // The clock moves on between producing and reading: at least the age each was produced with, within a margin.
+        age(a).zip(age(b)).filter(|(a, b)| within(*a, 90, 120) && within(*b, 1, 30))
+    })
+    .await;
+    println!("first read {first_read:?} (age {first_behind:?}); then {behind_age:?} and {further_age:?}");
+    assert!(first_behind.is_none_or(|first| first >= behind_age), "an age read early is never too young");
+}

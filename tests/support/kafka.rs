@@ -70,6 +70,18 @@ impl TestCluster {
         producer.flush(SETUP).expect("every message delivered");
     }
 
+    /// Produces one message to `partition` of `topic` for each timestamp (Unix milliseconds) in `produced_at`, in
+    /// order, as a producer that sets the record's CreateTime would, and waits until the cluster has them.
+    pub fn produce_at(&self, topic: &str, partition: i32, produced_at: &[i64]) {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", self.brokers()).create().expect("a producer");
+        for millis in produced_at {
+            let record = BaseRecord::<(), str>::to(topic).partition(partition).payload("job").timestamp(*millis);
+            producer.send(record).map_err(|(error, _)| error).expect("produce");
+        }
+        producer.flush(SETUP).expect("every message delivered");
+    }
+
     /// Commits `offsets` (partition, offset) of `topic` for `group`, as the group's workers would, with a consumer
     /// that has only `group.id` set: a commit needs no membership, and joining would cost seconds per test.
     pub fn commit(&self, group: &str, topic: &str, offsets: impl IntoIterator<Item = (i32, i64)>) {

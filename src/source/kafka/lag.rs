@@ -31,9 +31,19 @@ pub struct PartitionOffsets {
     /// Under [`OffsetResetPolicy::Latest`], the log-end offset when the agent first saw this partition without a
     /// committed offset: what was produced since then is work nobody will count until a worker runs.
     pub first_seen_end: Option<i64>,
+    /// When the next record the group will read here was produced (Unix milliseconds, its Kafka timestamp), or an
+    /// earlier record when that one was not read yet: known only for partitions with lag.
+    pub next_timestamp_ms: Option<i64>,
 }
 
 impl PartitionOffsets {
+    /// The offset of the next record the group will read here, when one is waiting there and the group has
+    /// committed where it is (under `latest`, an uncommitted partition has no such record; under `earliest` it is
+    /// the low watermark).
+    pub fn next_unread(&self) -> Option<i64> {
+        self.committed.or(self.low).filter(|from| self.end > *from)
+    }
+
     /// Messages the group has yet to read here. Clamped at 0: a committed offset past the end (a topic recreated
     /// or truncated under the group) means nothing to read, not negative work that would hide other partitions'.
     ///
@@ -66,6 +76,11 @@ pub struct Lag {
     pub uncommitted: u32,
     /// Whether, under `latest`, messages arrived on an uncommitted partition since the agent first saw it.
     pub new_on_uncommitted: bool,
+    /// The earliest timestamp (Unix milliseconds) of the next record on the partitions with lag, when every one of
+    /// them is known.
+    pub oldest_unread_ms: Option<i64>,
+    /// Lagging partitions whose next record's timestamp is unknown.
+    pub lagging_without_timestamp: u32,
 }
 
 impl Lag {
@@ -76,12 +91,35 @@ impl Lag {
             sum.total = sum.total.saturating_add(lag);
             sum.partitions = sum.partitions.saturating_add(1);
             sum.partitions_with_lag = sum.partitions_with_lag.saturating_add(u32::from(lag > 0));
+            if lag > 0 {
+                match partition.next_timestamp_ms {
+                    Some(produced) => {
+                        sum.oldest_unread_ms =
+                            Some(sum.oldest_unread_ms.map_or(produced, |oldest| oldest.min(produced)))
+                    }
+                    None => sum.lagging_without_timestamp = sum.lagging_without_timestamp.saturating_add(1),
+                }
+            }
             if partition.committed.is_none() {
                 sum.uncommitted = sum.uncommitted.saturating_add(1);
                 sum.new_on_uncommitted |= policy == OffsetResetPolicy::Latest && lag > 0;
             }
             sum
         })
+    }
+
+    /// How long the oldest unread message has waited at `now_ms` (Unix milliseconds): 0 when no partition has lag;
+    /// unknown while a lagging partition's next record was not read (it may be the oldest). A clock behind the
+    /// broker's reads 0.
+    pub fn oldest_unread_age(&self, now_ms: i64) -> Option<std::time::Duration> {
+        if self.partitions_with_lag == 0 {
+            return Some(std::time::Duration::ZERO);
+        }
+        if self.lagging_without_timestamp > 0 {
+            return None;
+        }
+        let waited = now_ms.saturating_sub(self.oldest_unread_ms?);
+        Some(std::time::Duration::from_millis(u64::try_from(waited).unwrap_or(0)))
     }
 
     /// The most replicas that can do useful work. A group hands each partition to one consumer, so consumers
@@ -105,7 +143,27 @@ mod tests {
     use OffsetResetPolicy::{Earliest, Latest};
 
     fn at(committed: Option<i64>, end: i64, low: Option<i64>) -> PartitionOffsets {
-        PartitionOffsets { committed, end, low, first_seen_end: None }
+        PartitionOffsets { committed, end, low, first_seen_end: None, next_timestamp_ms: None }
+    }
+
+    #[test]
+    fn the_oldest_unread_age_is_the_earliest_next_record_on_a_lagging_partition() {
+        let next =
+            |committed, end, produced| PartitionOffsets { next_timestamp_ms: produced, ..at(committed, end, None) };
+        let lag = Lag::of(
+            [next(Some(5), 9, Some(40_000)), next(Some(2), 3, Some(10_000)), next(Some(7), 7, Some(1))],
+            Latest,
+        );
+        assert_eq!(lag.oldest_unread_ms, Some(10_000), "a caught-up partition's record is no wait");
+        assert_eq!(lag.oldest_unread_age(100_000), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(lag.oldest_unread_age(0), Some(std::time::Duration::ZERO), "a clock behind the broker's");
+        let partly = Lag::of([next(Some(5), 9, Some(40_000)), next(Some(1), 9, None)], Latest);
+        assert_eq!(partly.oldest_unread_age(100_000), None, "a lagging partition not read yet may hold the oldest");
+        let idle = Lag::of([next(Some(9), 9, None)], Latest);
+        assert_eq!(idle.oldest_unread_age(100_000), Some(std::time::Duration::ZERO), "nothing waits");
+        assert_eq!(next(Some(9), 9, None).next_unread(), None);
+        assert_eq!(next(Some(5), 9, None).next_unread(), Some(5));
+        assert_eq!(next(None, 9, None).next_unread(), None, "under latest an uncommitted partition has none");
     }
 
     #[test]

@@ -38,6 +38,12 @@
 //! uses as the source's own rate; the committed offsets' growth is then what the workers completed, so the job
 //! duration is learned without configuring it.
 //!
+//! **The oldest message's age** is how long ago the next record the group will read on a lagging partition was
+//! produced (its timestamp), the oldest over those partitions; 0 with no lag anywhere. Reading a record costs a
+//! fetch, which would slow every read, so the records are read in the background, at most one round per cluster at
+//! a time, and each batch uses what has been read so far (`heads.rs`): the age lags the offsets by a poll, and is
+//! unknown until every lagging partition's record has been read once.
+//!
 //! **Without `topic`**, every topic the group has committed offsets for is measured. Kafka's own answer to "which
 //! topics" is OffsetFetch without a partition list ("all"); it is not used because brokers before 0.10.2 and
 //! librdkafka's mock cluster that the tests run on answer it with nothing. Instead the batch fetches metadata for
@@ -50,10 +56,13 @@
 //! librdkafka's calls block, so a batch runs on tokio's blocking pool — one thread per cluster at a time, however
 //! many groups — on the cluster's client, created at the first read and kept (it reconnects by itself). Its calls
 //! get a budget just under the agent's `readTimeout`, so that they end — and report why — before the agent gives up
-//! on the read, and no blocking thread outlives a poll.
+//! on the read, and no blocking thread of a read outlives a poll (a background round of record reads lasts at most
+//! 2 s, on a second client).
 
 #[cfg(feature = "kafka")]
 mod groups;
+#[cfg(feature = "kafka")]
+mod heads;
 pub mod lag;
 #[cfg(feature = "kafka")]
 mod reader;

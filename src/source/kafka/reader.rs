@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::super::shared::{self, Batched, Batcher, Clients, Shared};
 use super::super::{ReadBacklog, Reading, SourceError};
 use super::groups;
+use super::heads::Heads;
 use super::lag::{Lag, PartitionOffsets};
 use super::{Config, OffsetResetPolicy, SaslMechanism};
 use crate::redact::Secrets;
@@ -89,7 +90,7 @@ pub struct Kafka {
 }
 
 /// A partition, as (topic, partition).
-type PartitionKey = (String, i32);
+pub(super) type PartitionKey = (String, i32);
 
 /// One measured partition and its offsets.
 type Measured = (PartitionKey, PartitionOffsets);
@@ -130,6 +131,7 @@ impl Kafka {
         key.push_str(&format!("{read_timeout:?}"));
         let endpoint = format!("Kafka brokers {}", secrets.scrub(&config.brokers));
         let cluster = clients.kafka(key, || ClusterClient {
+            heads: Heads::new(&settings),
             settings,
             endpoint,
             secrets: secrets.clone(),
@@ -227,6 +229,7 @@ impl ReadBacklog for Kafka {
             arrival_rate,
             wakes: lag.new_on_uncommitted,
             uncommitted_partitions: Some(lag.uncommitted),
+            oldest_message_age: lag.oldest_unread_age(unix_millis()),
             ..Reading::default()
         })
     }
@@ -253,6 +256,8 @@ pub(crate) struct ClusterClient {
     read_timeout: Duration,
     client: Mutex<Option<Client>>,
     batcher: Batcher<ClusterClient>,
+    /// The next records' timestamps, for the oldest message's age.
+    heads: Arc<Heads>,
 }
 
 struct Client {
@@ -287,7 +292,10 @@ impl Batched for ClusterClient {
         let asked = requests.clone();
         // librdkafka's calls block: the batch runs on tokio's blocking pool, one thread per cluster at a time.
         match tokio::task::spawn_blocking(move || cluster.measure_all(asked)).await {
-            Ok(answers) => Arc::new(answers),
+            Ok(mut answers) => {
+                self.give_next_timestamps(&mut answers);
+                Arc::new(answers)
+            }
             Err(e) => {
                 let error =
                     SourceError::Protocol { endpoint: self.endpoint.clone(), detail: format!("the read stopped: {e}") };
@@ -367,6 +375,23 @@ struct Plan {
 type Offsets = HashMap<PartitionKey, Result<Option<i64>, KafkaError>>;
 
 impl ClusterClient {
+    /// Gives each lagging partition the timestamp of the next record its group will read, as far as [`Heads`] has
+    /// read it, and has the missing ones read in the background for the next batch.
+    fn give_next_timestamps(&self, answers: &mut Answers) {
+        let wanted: Vec<(PartitionKey, i64)> = answers
+            .values()
+            .filter_map(|answer| answer.as_ref().ok())
+            .flatten()
+            .filter_map(|(key, offsets)| Some((key.clone(), offsets.next_unread()?)))
+            .collect();
+        let found = self.heads.lookup_and_refresh(&wanted);
+        for (key, offsets) in answers.values_mut().filter_map(|answer| answer.as_mut().ok()).flatten() {
+            if let Some(next) = offsets.next_unread() {
+                offsets.next_timestamp_ms = found.get(&(key.clone(), next)).copied();
+            }
+        }
+    }
+
     /// Every request's partitions and offsets, in one Metadata request, one OffsetFetch per group and one ListOffsets
     /// per leader for all of them (two under `earliest`). A failure of the cluster fails every request; a failure of
     /// one group, topic or partition fails only the requests that measure it.
@@ -597,7 +622,8 @@ impl ClusterClient {
                 detail: format!("no log-end offset for {}/{}", key.0, key.1),
             })?;
             let low = if plan.request.earliest && committed.is_none() { offset(low, &key)? } else { None };
-            measured.push((key, PartitionOffsets { committed, end, low, first_seen_end: None }));
+            measured
+                .push((key, PartitionOffsets { committed, end, low, first_seen_end: None, next_timestamp_ms: None }));
         }
         Ok(measured)
     }
@@ -671,6 +697,12 @@ fn arrival_rate(previous: &mut Option<Ends>, now: Instant, measured: &[Measured]
 /// The topics where the group has committed at least one partition.
 fn committed_topics(partitions: &Partitions, committed: &[Option<i64>]) -> HashSet<String> {
     partitions.keys.iter().zip(committed).filter(|(_, c)| c.is_some()).map(|((topic, _), _)| topic.clone()).collect()
+}
+
+/// The wall clock in Unix milliseconds, as Kafka's record timestamps count.
+fn unix_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The share of the agent's read timeout librdkafka's calls get: a tenth is left so that a read that runs out of time
