@@ -292,7 +292,10 @@ async fn a_kafka_outage_holds_the_count_and_the_first_poll_after_it_decides_afre
     // librdkafka reconnects to the three brokers on its own backoff, which a machine running the whole suite can
     // stretch past ten seconds: the promise here is that the count holds and the first decision after the outage
     // is a fresh one, not how fast librdkafka reconnects (printed, and measured by `cargo bench --bench reaction`).
-    let recovery = written_within(&kube, "worker", 0, up_at, Duration::from_secs(45)).await;
+    if let Err(e) = kube.wait_until_replicas(NS, "worker", 0, Duration::from_secs(45)).await {
+        panic!("{e}; the agent's log:\n{}", agent.logs());
+    }
+    let recovery = written_after(&kube, "worker", 0, up_at).await;
     println!("kafka: brokers back → first fresh decision written in {recovery:?} (commit took {committed:?})");
     assert_eq!(writes(&kube, "worker"), [4, 0], "held, then the fresh count");
     agent.stop().await;

@@ -335,6 +335,11 @@ async fn groups_on_one_cluster_share_one_client_and_a_missing_topic_fails_alone(
     };
     let first = on("workers-0", Some("videos"), OffsetResetPolicy::Latest);
     assert_eq!(first.read().await.expect("the first read creates the client").backlog, 80.0);
+    // The cluster's second client, which reads the next records' timestamps, is in place once an age is known.
+    crate::support::eventually(Duration::from_secs(20), "the oldest message's age", || async {
+        first.read().await.expect("read").oldest_message_age
+    })
+    .await;
     let with_one_client = threads();
 
     let groups: Vec<Kafka> =
@@ -358,7 +363,10 @@ async fn groups_on_one_cluster_share_one_client_and_a_missing_topic_fails_alone(
     }
     assert_eq!(clients.open(), 1, "one client for the cluster");
     let now = threads();
-    assert!(now <= with_one_client + 2, "twelve groups cost the threads of one client: {with_one_client} → {now}");
+    assert!(
+        now <= with_one_client + 2,
+        "twelve groups cost the threads of the cluster's clients: {with_one_client} → {now}"
+    );
 }
 
 /// Now on the wall clock, in Unix milliseconds, as Kafka's timestamps count.

@@ -54,7 +54,9 @@
 //! consumer; see [`lag::Lag::replica_cap`] for `allowIdleConsumers` and `limitToPartitionsWithLag`.
 //!
 //! librdkafka's calls block, so a batch runs on tokio's blocking pool — one thread per cluster at a time, however
-//! many groups — on the cluster's client, created at the first read and kept (it reconnects by itself). Its calls
+//! many groups — on the cluster's client, created at the first read and kept (it reconnects by itself; after an
+//! outage it is replaced if three reads in a row get no group's committed offsets in time while the cluster answers
+//! otherwise, which librdkafka was seen to do for over 45 s). Its calls
 //! get a budget just under the agent's `readTimeout`, so that they end — and report why — before the agent gives up
 //! on the read, and no blocking thread of a read outlives a poll (a background round of record reads lasts at most
 //! 2 s, on a second client).

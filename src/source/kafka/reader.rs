@@ -265,6 +265,8 @@ struct Client {
     /// The newest client-level error librdkafka reported (broker down, authentication failed), cleared by a good
     /// read. A request that times out says only that; this says why.
     last_event: Cell<Option<RDKafkaErrorCode>>,
+    /// Batches in a row in which every group's committed offsets timed out.
+    silent_offset_fetches: Cell<u32>,
 }
 
 impl Client {
@@ -406,13 +408,22 @@ impl ClusterClient {
             },
         };
         client.take_events();
-        match self.measure(client, deadline, &requests) {
+        let answers = match self.measure(client, deadline, &requests) {
             Ok(answers) => {
                 client.last_event.set(None);
                 answers
             }
             Err(error) => requests.into_iter().map(|request| (request, Err(error.clone()))).collect(),
+        };
+        if client.silent_offset_fetches.get() >= REBUILD_AFTER_SILENT_BATCHES {
+            tracing::warn!(
+                endpoint = %self.endpoint, batches = REBUILD_AFTER_SILENT_BATCHES,
+                "no consumer group's committed offsets came back in several reads while the cluster answered \
+                 otherwise; replacing the Kafka client"
+            );
+            *held = None;
         }
+        answers
     }
 
     fn connect(&self) -> Result<Client, SourceError> {
@@ -420,7 +431,7 @@ impl ClusterClient {
             endpoint: self.endpoint.clone(),
             detail: self.secrets.scrub(&format!("cannot create the Kafka client: {e}")),
         })?;
-        Ok(Client { consumer, last_event: Cell::new(None) })
+        Ok(Client { consumer, last_event: Cell::new(None), silent_offset_fetches: Cell::new(0) })
     }
 
     /// The time left before `deadline`, or why there is none.
@@ -534,6 +545,13 @@ impl ClusterClient {
         let asked: Vec<(&str, &TopicPartitionList)> =
             asks.iter().map(|(i, list)| (plans[*i].request.group.as_str(), list)).collect();
         let answers = groups::committed_offsets(&client.consumer, &asked, self.left(client, deadline)?);
+        // No answer at all, or librdkafka's own request timeout: the coordinator did not answer.
+        let silent = answers.iter().all(|answer| match answer {
+            None => true,
+            Some(Err(error)) => error.rdkafka_error_code().map(class_of) == Some(Class::TimedOut),
+            Some(Ok(_)) => false,
+        });
+        client.silent_offset_fetches.set(if silent { client.silent_offset_fetches.get() + 1 } else { 0 });
         for ((i, _), answer) in asks.iter().zip(answers) {
             let plan = &mut plans[*i];
             let group = group_of(&plan.request);
@@ -698,6 +716,12 @@ fn arrival_rate(previous: &mut Option<Ends>, now: Instant, measured: &[Measured]
 fn committed_topics(partitions: &Partitions, committed: &[Option<i64>]) -> HashSet<String> {
     partitions.keys.iter().zip(committed).filter(|(_, c)| c.is_some()).map(|((topic, _), _)| topic.clone()).collect()
 }
+
+/// After this many batches in a row in which every group's committed offsets timed out, the client is replaced. After an
+/// outage librdkafka can keep a client whose metadata requests succeed while its OffsetFetch requests (sent to the
+/// groups' coordinator) never come back — seen for over 45 s on the mock cluster — and a fresh client looks the
+/// coordinator up again.
+const REBUILD_AFTER_SILENT_BATCHES: u32 = 3;
 
 /// The wall clock in Unix milliseconds, as Kafka's record timestamps count.
 fn unix_millis() -> i64 {
