@@ -38,21 +38,24 @@ pub(super) struct Heads {
     /// Per partition, the records read: offset → timestamp (Unix milliseconds).
     read: Mutex<HashMap<PartitionKey, BTreeMap<i64, i64>>>,
     /// Whether a round is under way.
-    busy: Arc<AtomicBool>,
+    busy: AtomicBool,
 }
 
 impl Heads {
-    /// Heads read with a client made from the cluster's `settings`, asking for small fetches: only the next
-    /// record's timestamp is wanted, where librdkafka's default is 1 MB per partition (a broker still sends a larger
-    /// record whole).
+    /// Heads read with a client made from the cluster's `settings`, asking for small fetches and no read-ahead:
+    /// only the next record's timestamp is wanted, where librdkafka's defaults fetch 1 MB per partition and keep up
+    /// to 64 MB queued (a broker still sends a larger record whole).
     pub(super) fn new(settings: &ClientConfig) -> Arc<Heads> {
         let mut settings = settings.clone();
-        settings.set("fetch.message.max.bytes", "65536");
+        settings
+            .set("fetch.message.max.bytes", "4096")
+            .set("queued.min.messages", "1")
+            .set("queued.max.messages.kbytes", "1024");
         Arc::new(Heads {
             settings,
             client: Mutex::new(None),
             read: Mutex::new(HashMap::new()),
-            busy: Arc::new(AtomicBool::new(false)),
+            busy: AtomicBool::new(false),
         })
     }
 
