@@ -248,12 +248,11 @@ pub struct Autoscaler {
     drain_watch: DrainWatch,
     /// Whether a burst may jump past `behavior.scaleUp`: only when the user left it at its defaults.
     burst_bypasses_scale_up: bool,
-    keep_busy: bool,
     /// `cooldownPeriod`: how long after the last active read the last replica goes.
     cooldown: Option<std::time::Duration>,
     /// When a source was last above `activation`, for `cooldownPeriod`.
     last_active: Option<Instant>,
-    /// `scaleDownPolicy` in force (latency mode's default, or as written), and its small steps' wait.
+    /// `scaleDownPolicy` in force (latency mode's default, or as written): busy replicas kept, and small steps' wait.
     scale_down_policy: Option<ScaleDownPolicy>,
     small_steps: SmallSteps,
 }
@@ -320,7 +319,6 @@ impl Autoscaler {
             not_draining: target.not_draining,
             drain_watch: DrainWatch::default(),
             burst_bypasses_scale_up: !target.behavior.names_scale_up(),
-            keep_busy: target.effective_scale_down_policy().is_some_and(|p| p.keep_busy),
             cooldown: target.cooldown_period,
             last_active: None,
             scale_down_policy: target.effective_scale_down_policy(),
@@ -395,7 +393,7 @@ impl Autoscaler {
         if bursting {
             self.hold_through_burst(current, wanted, &mut draft);
         }
-        if self.keep_busy {
+        if self.scale_down_policy.is_some_and(|policy| policy.keep_busy) {
             keep_busy_replicas(current, readings, self.concurrency(), &mut draft);
         }
         if let Some(policy) = &self.scale_down_policy

@@ -119,7 +119,7 @@ fn tunes_heavy_tail() {
 }
 
 /// Jobs of 5–40 minutes: no wait target or window keeps the p99 under 2 minutes while busy workers are removed and
-/// their jobs start over; idle-first removal, in backlog mode, does.
+/// their jobs start over; with idle-first removal some do.
 #[test]
 fn tunes_long_jobs() {
     tunes("long-jobs");

@@ -59,21 +59,33 @@ impl Heads {
         })
     }
 
-    /// For each `(partition, offset)` wanted, the timestamp of that record if it was read, else of the newest record
-    /// read before it on that partition; then forgets records no wanted offset needs and, unless a round is under
-    /// way, starts one in the background for the offsets whose own record has not been read.
+    /// Forgets the records no wanted offset needs; then, for each `(partition, offset)` wanted, the timestamp of that
+    /// record if it was read, else of the newest record read before it on that partition; and, unless a round is
+    /// under way, starts one in the background for the offsets whose own record has not been read.
     pub(super) fn lookup_and_refresh(
         self: &Arc<Self>,
         wanted: &[(PartitionKey, i64)],
     ) -> HashMap<(PartitionKey, i64), i64> {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
+        // The lowest offset wanted on each partition, so that forgetting costs one lookup per partition: a batch can
+        // want a thousand.
+        let mut lowest: HashMap<&PartitionKey, i64> = HashMap::new();
+        for (key, offset) in wanted {
+            lowest.entry(key).and_modify(|low| *low = (*low).min(*offset)).or_insert(*offset);
+        }
         {
             let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-            read.retain(|key, _| wanted.iter().any(|(k, _)| k == key));
+            read.retain(|key, records| {
+                let Some(lowest) = lowest.get(key) else { return false };
+                // Keep the newest record at or below the lowest offset still wanted here, and everything above it.
+                if let Some((&keep, _)) = records.range(..=*lowest).next_back() {
+                    records.retain(|offset, _| *offset >= keep);
+                }
+                true
+            });
             for (key, offset) in wanted {
-                let records = read.get(key);
-                match records.and_then(|r| r.range(..=*offset).next_back()) {
+                match read.get(key).and_then(|records| records.range(..=*offset).next_back()) {
                     Some((at, millis)) => {
                         found.insert((key.clone(), *offset), *millis);
                         if at != offset {
@@ -81,14 +93,6 @@ impl Heads {
                         }
                     }
                     None => missing.push((key.clone(), *offset)),
-                }
-            }
-            for (key, records) in read.iter_mut() {
-                // Keep the newest record at or below the lowest offset still wanted here, and everything above it.
-                if let Some(lowest) = wanted.iter().filter(|(k, _)| k == key).map(|(_, o)| *o).min()
-                    && let Some((&keep, _)) = records.range(..=lowest).next_back()
-                {
-                    records.retain(|offset, _| *offset >= keep);
                 }
             }
         }
